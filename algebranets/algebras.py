@@ -234,8 +234,9 @@ def _find_unit(c: np.ndarray) -> np.ndarray | None:
   b = np.concatenate([eye.reshape(-1), eye.reshape(-1)])
   u, *_ = np.linalg.lstsq(a, b, rcond=None)
   if np.allclose(a @ u, b, atol=1e-8):
-    u[np.abs(u) < _EXACT_TOL] = 0.0
-    return u
+    # Snap to exact small integers where lstsq left rounding noise.
+    rounded = np.round(u)
+    return np.where(np.abs(u - rounded) < 1e-8, rounded, u)
   return None
 
 
@@ -300,9 +301,9 @@ def matrix_algebra(n: int, base: str | Algebra = "R", name: str | None = None):
     conj = np.zeros((d, d))
     for a in range(n):
       for b in range(n):
-        conj[idx(a, b, 0) : idx(a, b, 0) + e, idx(b, a, 0) : idx(b, a, 0) + e] = (
-            base.conjugation
-        )
+        conj[
+            idx(a, b, 0) : idx(a, b, 0) + e, idx(b, a, 0) : idx(b, a, 0) + e
+        ] = base.conjugation
   name = name or f"M{n}{base.name}"
   return Algebra(
       name=name,
@@ -417,9 +418,7 @@ def get(name: str | Algebra) -> Algebra:
   if isinstance(name, Algebra):
     return name
   if not isinstance(name, str):
-    raise TypeError(
-        f"algebras.get expects a name or an Algebra, got {name!r}."
-    )
+    raise TypeError(f"algebras.get expects a name or an Algebra, got {name!r}.")
   if name in _REGISTRY:
     return _REGISTRY[name]
   hint = difflib.get_close_matches(name, _REGISTRY, n=1)

@@ -8,9 +8,13 @@ from algebranets.kernels.conv import PATHS as CONV_PATHS
 from algebranets.kernels.conv import choose_path as choose_conv_path
 from algebranets.kernels.conv import conv2d, conv2d_folded
 from algebranets.kernels.dense import PATHS as DENSE_PATHS
-from algebranets.kernels.dense import PreparedDense, dense, dense_folded
+from algebranets.kernels.dense import (
+    PreparedDense,
+    dense,
+    dense_folded,
+    dense_prepared,
+)
 from algebranets.kernels.dense import choose_path as choose_dense_path
-from algebranets.kernels.dense import dense_prepared
 from algebranets.kernels.dense import prepare as prepare_dense
 from algebranets.kernels.structure import expand_left, expand_right, fold_weight
 

@@ -191,7 +191,12 @@ def conv2d_folded(
     y_f: [n, B, H', W', M, n*e].
   """
   n, e = layout_lib.matrix_shape(algebra)
-  kh, kw, cg, m, d = w.shape
+  if w.ndim != 5 or w.shape[-1] != n * n * e:
+    raise ValueError(
+        f"conv2d_folded: weight must be [kh, kw, C/G, M, {n * n * e}], got "
+        f"{tuple(w.shape)}."
+    )
+  cg, m = w.shape[2], w.shape[3]
   if x_f.ndim != 6 or x_f.shape[0] != n or x_f.shape[-1] != n * e:
     raise ValueError(
         f"conv2d_folded: x must be folded [{n}, B, H, W, C, {n * e}], got "

@@ -105,8 +105,9 @@ def dense(
   if path not in PATHS:
     raise ValueError(f"Unknown dense path {path!r}; valid: auto, {PATHS}.")
   N, M, _ = w.shape
-  return _apply(x, _native(w, algebra, path), algebra, path, (N, M, d),
-                precision)
+  return _apply(
+      x, _native(w, algebra, path), algebra, path, (N, M, d), precision
+  )
 
 
 def dense_folded(x_f, w, algebra, *, precision=None) -> jax.Array:

@@ -27,8 +27,10 @@ def resolve(algebra) -> tuple[algebras.Algebra | None, jax.Array | np.ndarray]:
     alg = algebras.get(algebra)
     return alg, alg.structure_constants
   c = algebra
-  if not hasattr(c, "shape") or c.ndim != 3 or not (
-      c.shape[0] == c.shape[1] == c.shape[2]
+  if (
+      not hasattr(c, "shape")
+      or c.ndim != 3
+      or not (c.shape[0] == c.shape[1] == c.shape[2])
   ):
     raise ValueError(
         "algebra must be a name, an Algebra or a [d, d, d] array of structure "
@@ -38,7 +40,7 @@ def resolve(algebra) -> tuple[algebras.Algebra | None, jax.Array | np.ndarray]:
   return None, c
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signed_gather(alg: algebras.Algebra):
   """(index [d, d], sign [d, d]) with L[j, k] = sign * w[index] if c allows.
 
@@ -82,7 +84,7 @@ def expand_right(x: jax.Array, algebra) -> jax.Array:
   return jnp.einsum("...j,ijk->...ik", x, jnp.asarray(c, x.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signed_gather_right(alg: algebras.Algebra):
   transposed = algebras.Algebra(
       name=alg.name + "^T",
@@ -105,7 +107,7 @@ def fold_weight(w: jax.Array, algebra) -> jax.Array:
   n, base_name = alg.matrix_shape
   base = algebras.get(base_name)
   e = base.dim
-  *lead, N, M, d = w.shape
+  *lead, N, M, _ = w.shape
   wm = w.reshape(*lead, N, M, n, n, e)  # (a, c, i)
   if e == 1:
     blocks = wm  # [.., N, M, a, c, 1]: L is the scalar itself
