@@ -1,0 +1,30 @@
+"""Suite-wide JAX settings.
+
+Tests compile many small programs on 2 CPU cores; XLA's optimisation passes
+dominate their runtime and change no numerics that the tests compare (all
+comparisons have float32 tolerances), so they are switched off. A test that
+inspects optimised HLO re-enables them with `optimized_xla()`.
+"""
+
+import contextlib
+
+import jax
+import pytest
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+@contextlib.contextmanager
+def optimized_xla():
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
+@pytest.fixture
+def xla_optimizations():
+  with optimized_xla():
+    yield
