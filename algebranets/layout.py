@@ -38,6 +38,12 @@ def check_layout(layout: str) -> str:
 
 def matrix_shape(algebra) -> tuple[int, int]:
   """(n, e) of a matrix algebra M_n(base); ValueError for any other algebra."""
+  if not isinstance(algebra, (str, algebras.Algebra)):
+    raise ValueError(
+        "The folded layout needs a matrix algebra M_n(base) given by name or "
+        f"Algebra; got {type(algebra).__name__} (raw structure constants "
+        "cannot be folded; use path='expand' or 'einsum')."
+    )
   alg = algebras.get(algebra)
   if alg.matrix_shape is None:
     raise ValueError(

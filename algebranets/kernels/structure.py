@@ -69,7 +69,9 @@ def expand_left(w: jax.Array, algebra) -> jax.Array:
   gather = _signed_gather(alg) if alg is not None else None
   if gather is not None:
     index, sign = gather
-    return w[..., index] * jnp.asarray(sign, w.dtype)
+    # Explicit leading 1s: callers may run under numpy_rank_promotion='raise'.
+    sign = jnp.asarray(sign, w.dtype).reshape((1,) * (w.ndim - 1) + sign.shape)
+    return w[..., index] * sign
   return jnp.einsum("...i,ijk->...jk", w, jnp.asarray(c, w.dtype))
 
 
@@ -80,7 +82,8 @@ def expand_right(x: jax.Array, algebra) -> jax.Array:
   gather = _signed_gather_right(alg) if alg is not None else None
   if gather is not None:
     index, sign = gather
-    return x[..., index] * jnp.asarray(sign, x.dtype)
+    sign = jnp.asarray(sign, x.dtype).reshape((1,) * (x.ndim - 1) + sign.shape)
+    return x[..., index] * sign
   return jnp.einsum("...j,ijk->...ik", x, jnp.asarray(c, x.dtype))
 
 
@@ -101,9 +104,10 @@ def fold_weight(w: jax.Array, algebra) -> jax.Array:
   W_f[(N,c,j), (M,a,k)] = sum_i w[N, M, (a, c, i)] cb[i, j, k].
   For M_n(R) (e = 1) this is a pure transpose of the stored weight.
   """
-  alg = algebras.get(algebra)
-  if alg.matrix_shape is None:
-    raise ValueError(f"fold_weight needs a matrix algebra, got {alg.name!r}.")
+  alg, _ = resolve(algebra)
+  if alg is None or alg.matrix_shape is None:
+    what = "raw structure constants" if alg is None else repr(alg.name)
+    raise ValueError(f"fold_weight needs a matrix algebra, got {what}.")
   n, base_name = alg.matrix_shape
   base = algebras.get(base_name)
   e = base.dim

@@ -1,0 +1,144 @@
+"""Input validation shared by the algebra layers.
+
+Haiku reports a wrong input shape late and cryptically (a parameter shape
+mismatch deep in `hk.get_parameter`, or an XLA dot error). These helpers
+check shapes up front and say what was expected, what arrived, and how to
+fix it.
+
+Shape glossary: C = algebra channels, d = algebra dimension, n/e = matrix
+size/base dimension of M_n(base) (folded layout x[n, ..., C, n*e]).
+"""
+
+from __future__ import annotations
+
+import haiku as hk
+import jax.numpy as jnp
+
+from algebranets import algebras
+from algebranets import layout as layout_lib
+
+
+def resolve(algebra, layout: str) -> tuple[algebras.Algebra, str]:
+  """(Algebra, layout) after validating both.
+
+  Raises:
+    ValueError: unknown algebra name (lists the valid ones), unknown layout,
+      or the folded layout with an algebra that is not M_n(base).
+  """
+  alg = algebras.get(algebra)
+  layout_lib.check_layout(layout)
+  if layout == layout_lib.FOLDED:
+    layout_lib.matrix_shape(alg)  # Raises for non-matrix algebras.
+  return alg, layout
+
+
+def expected_shape(alg: algebras.Algebra, layout: str, body: str) -> str:
+  """Human-readable expected shape, e.g. '[..., N, 4]' or '[2, ..., N, 2]'."""
+  if layout == layout_lib.FOLDED:
+    n, e = layout_lib.matrix_shape(alg)
+    return f"[{n}, {body}, {n * e}]"
+  return f"[{body}, {alg.dim}]"
+
+
+def check_input(
+    x,
+    alg: algebras.Algebra,
+    layout: str,
+    *,
+    what: str,
+    body: str = "..., C",
+    rank: int | None = None,
+    min_rank: int = 2,
+) -> None:
+  """Checks an algebra-valued input for its layout.
+
+  Args:
+    x: the input (only `.shape` and `.dtype` are read).
+    alg: the layer's algebra.
+    layout: 'standard' or 'folded'.
+    what: the layer name used in messages (e.g. "Linear").
+    body: the middle of the expected shape, for the message.
+    rank: exact rank required in the STANDARD layout (folded adds one), or
+      None for "at least min_rank".
+    min_rank: minimum standard-layout rank when `rank` is None.
+
+  Raises:
+    ValueError: wrong rank, wrong component axis, or wrong fold axis.
+  """
+  folded = layout == layout_lib.FOLDED
+  extra = 1 if folded else 0
+  want = expected_shape(alg, layout, body)
+  shape = tuple(x.shape)
+  if rank is not None and len(shape) != rank + extra:
+    raise ValueError(
+        f"{what}: expected a rank-{rank + extra} input {want} for algebra "
+        f"{alg.name!r} in the {layout} layout, got shape {shape} "
+        f"(rank {len(shape)})."
+    )
+  if rank is None and len(shape) < min_rank + extra:
+    raise ValueError(
+        f"{what}: expected an input of rank >= {min_rank + extra} {want} for "
+        f"algebra {alg.name!r} in the {layout} layout, got shape {shape} "
+        f"(rank {len(shape)}). Add a channel axis, e.g. x[..., None, :]."
+    )
+  if folded:
+    n, e = layout_lib.matrix_shape(alg)
+    if shape[0] != n or shape[-1] != n * e:
+      raise ValueError(
+          f"{what}: expected a folded input {want} for algebra {alg.name!r}, "
+          f"got shape {shape}. Convert standard activations with "
+          "layout.fold(x, algebra)."
+      )
+  elif shape[-1] != alg.dim:
+    raise ValueError(
+        f"{what}: the last axis must be the algebra dimension d={alg.dim} of "
+        f"{alg.name!r}, i.e. x{want}, got shape {shape}. Lift real inputs "
+        "with algebranets.layers.io (RealStem, Pad or Tile)."
+    )
+
+
+def check_float(x, what: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(
+        f"{what}: expected a floating-point input, got dtype {x.dtype}. Cast "
+        "it, e.g. x.astype(jnp.float32)."
+    )
+
+
+def check_param_shape(
+    module: hk.Module, param: str, shape: tuple[int, ...], what: str
+) -> None:
+  """Raises if `param` already exists with a shape other than `shape`.
+
+  A module's parameters are created from the first input it sees; a later
+  call with a different channel count would otherwise fail inside Haiku with
+  a message that does not name the input.
+  """
+  existing = module.params_dict().get(f"{module.module_name}/{param}")
+  if existing is not None and tuple(existing.shape) != tuple(shape):
+    raise ValueError(
+        f"{what} {module.module_name!r}: this input needs parameter {param!r} "
+        f"of shape {tuple(shape)}, but it was created with shape "
+        f"{tuple(existing.shape)} from an earlier input. A module's channel "
+        "counts are fixed by its first call; use a separate module for inputs "
+        "with a different number of channels."
+    )
+
+
+def pair(v, what: str) -> tuple[int, int]:
+  """An int or a pair of ints -> (h, w)."""
+  if isinstance(v, int) and not isinstance(v, bool):
+    return (v, v)
+  try:
+    v = tuple(v)
+  except TypeError:
+    v = (v,)
+  if len(v) != 2 or not all(isinstance(i, int) for i in v):
+    raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}.")
+  return v
+
+
+def positive(v: int, what: str) -> int:
+  if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+    raise ValueError(f"{what} must be a positive int, got {v!r}.")
+  return v
