@@ -18,9 +18,9 @@ SPATIAL_AXES = {"standard": (1, 2), "folded": (2, 3)}
 
 def _cnn(algebra, layout, norm_mode):
   def forward(images, is_training):
-    h = layers.RealStem(
-        4, algebra, kernel_shape=3, layout=layout, name="stem"
-    )(images)
+    h = layers.RealStem(4, algebra, kernel_shape=3, layout=layout, name="stem")(
+        images
+    )
     h = layers.Conv2D(6, 3, algebra, stride=2, layout=layout, name="conv1")(h)
     h = layers.BatchNorm(algebra, mode=norm_mode, layout=layout, name="bn1")(
         h, is_training
@@ -105,9 +105,7 @@ def test_folded_dense_stack_has_no_transposes_between_layers(xla_optimizations):
   x_f = jnp.ones((4, 32, 8, 4))  # folded [n, B, C, n]
   folded = stack("folded")
   params = folded.init(jax.random.key(0), x_f)
-  hlo = (
-      jax.jit(folded.apply).lower(params, x_f).compile().as_text()
-  )
+  hlo = jax.jit(folded.apply).lower(params, x_f).compile().as_text()
   dots = hlo.count(" dot(")
   assert dots == 4, f"expected 4 matmuls, got {dots}"
   # Activation transposes would appear as transpose ops on [n, B, ...]

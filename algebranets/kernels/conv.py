@@ -39,10 +39,19 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
 def choose_path(algebra, x_shape, w_shape) -> str:
-  """The path `conv2d(..., path='auto')` uses: fold for M_n(base), else the
-  block expansion (one dense conv, best measured for C/H; see bench)."""
-  del x_shape, w_shape
+  """The path `conv2d(..., path='auto')` uses.
+
+  fold for M_n(base) (n^3 e^2 MACs, measured at 0.9-1.1x the MAC-matched real
+  conv), else the block expansion (one dense conv; no waste for C and H).
+  Depthwise convs (one input channel per group) always use the expansion:
+  they are memory-bound, the fold's extra grouping made the forward pass
+  1.6-2x slower for every matrix algebra in bench.kernels, and training time
+  is the same for all paths (see docs/performance.md).
+  """
   alg, c = structure.resolve(algebra)
+  depthwise = w_shape[2] == 1 and x_shape[3] > 1
+  if depthwise:
+    return "expand"
   if alg is not None and alg.matrix_shape is not None and c.shape[0] > 1:
     return "fold"
   return "expand"
@@ -70,7 +79,17 @@ def _padding(padding):
   pads = tuple(padding)
   if len(pads) == 2 and all(isinstance(p, int) for p in pads):
     return ((pads[0], pads[0]), (pads[1], pads[1]))
-  return tuple(tuple(p) for p in pads)
+  if len(pads) == 2 and all(
+      isinstance(p, (tuple, list))
+      and len(p) == 2
+      and all(isinstance(i, int) for i in p)
+      for p in pads
+  ):
+    return tuple(tuple(p) for p in pads)
+  raise ValueError(
+      "conv2d: padding must be 'SAME', 'VALID', an int, (ph, pw) or "
+      f"((top, bottom), (left, right)); got {padding!r}."
+  )
 
 
 def _check(x, w, d, groups):
@@ -130,6 +149,7 @@ def conv2d(
     path = choose_path(algebra, x.shape, w.shape)
   if path not in PATHS:
     raise ValueError(f"Unknown conv2d path {path!r}; valid: auto, {PATHS}.")
+  structure.check_fold_path(path, algebra, "conv2d")
   kwargs = dict(
       window_strides=_pair(stride, "stride"),
       padding=_padding(padding),

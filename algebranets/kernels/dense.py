@@ -104,6 +104,7 @@ def dense(
     return jnp.einsum("...nj,nmi,ijk->...mk", x, w, c, precision=precision)
   if path not in PATHS:
     raise ValueError(f"Unknown dense path {path!r}; valid: auto, {PATHS}.")
+  structure.check_fold_path(path, algebra, "dense")
   N, M, _ = w.shape
   return _apply(
       x, _native(w, algebra, path), algebra, path, (N, M, d), precision

@@ -123,3 +123,17 @@ def fold_weight(w: jax.Array, algebra) -> jax.Array:
   if e == 1:
     blocks = blocks.reshape(*lead, N, M, n, n, 1, 1)
   return blocks.transpose(perm).reshape(*lead, N * n * e, M * n * e)
+
+
+def check_fold_path(path: str, algebra, who: str) -> None:
+  """ValueError unless path != 'fold' or the algebra is M_n(base)."""
+  if path != "fold":
+    return
+  alg, _ = resolve(algebra)
+  if alg is None or alg.matrix_shape is None:
+    what = "raw structure constants" if alg is None else repr(alg.name)
+    raise ValueError(
+        f"{who}: path='fold' needs a matrix algebra M_n(base) (M2R, M3R, "
+        f"M4R, M2C, algebras.matrix_algebra); got {what}. Use path='auto', "
+        "'expand' or 'einsum'."
+    )

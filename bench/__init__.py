@@ -1,0 +1,1 @@
+"""Benchmarks for algebranets (run as `python -m bench.<name>`)."""
