@@ -338,6 +338,45 @@ def test_learned_structure(name):
   assert np.all(np.isfinite(g)) and np.any(np.abs(g) > 1e-3)
 
 
+@pytest.mark.parametrize("name", ["H", "M2R"])
+def test_learned_structure_conv(name):
+  alg = algebras.get(name)
+  d = alg.dim
+  x = _rand(0, (2, 5, 5, 3, d))
+  params, _, t = _run(
+      lambda x: conv.Conv2D(4, 3, name, stride=2, learned_structure=True)(x), x
+  )
+  np.testing.assert_array_equal(
+      params["conv2_d"]["structure"], alg.structure_constants.astype(np.float32)
+  )
+  params = _with_random_bias(params)
+  fixed = hk.transform(lambda x: conv.Conv2D(4, 3, name, stride=2)(x))
+  fixed_params = {"conv2_d": {k: params["conv2_d"][k] for k in ("w", "b")}}
+  np.testing.assert_allclose(
+      t.apply(params, None, x), fixed.apply(fixed_params, None, x), **TOL
+  )
+  # A perturbed product is what the layer computes: the generic kernel with
+  # the learned constants.
+  c = params["conv2_d"]["structure"] + 0.1 * _rand(1, (d, d, d))
+  params["conv2_d"]["structure"] = c
+  expected = (
+      kernels.conv2d(x, params["conv2_d"]["w"], c, stride=2, path="einsum")
+      + params["conv2_d"]["b"][None, None, None]
+  )
+  np.testing.assert_allclose(t.apply(params, None, x), expected, **TOL)
+  g = jax.grad(lambda p: jnp.sum(jnp.square(t.apply(p, None, x))))(params)
+  assert np.any(np.abs(g["conv2_d"]["structure"]) > 1e-3)
+  match = (
+      "learned_structure=True works" if alg.matrix_shape else "needs a matrix"
+  )
+  with pytest.raises(ValueError, match=match):
+    hk.transform(
+        lambda x: conv.Conv2D(4, 3, name, learned_structure=True, path="fold")(
+            x
+        )
+    ).init(jax.random.key(0), x)
+
+
 def test_learned_structure_init_array():
   c = np.random.default_rng(0).normal(size=(2, 2, 2)).astype(np.float32)
   x = _rand(0, (3, 4, 2))

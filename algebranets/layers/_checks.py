@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import haiku as hk
 import jax.numpy as jnp
+import numpy as np
 
 from algebranets import algebras
 from algebranets import layout as layout_lib
@@ -142,3 +143,42 @@ def positive(v: int, what: str) -> int:
   if not isinstance(v, int) or isinstance(v, bool) or v < 1:
     raise ValueError(f"{what} must be a positive int, got {v!r}.")
   return v
+
+
+def structure_initializer(
+    alg: algebras.Algebra,
+    learned: bool,
+    structure_init,
+    layout: str,
+    path: str,
+    what: str,
+):
+  """Validated initializer of a learned 'structure' [d, d, d] parameter.
+
+  Returns None when `learned` is False. The default initializer is the
+  algebra's own constants, so a learned-structure layer starts as the fixed
+  algebra (PHM / Kronecker-sum baseline of Zhang et al. 2021).
+  """
+  d = alg.dim
+  if not learned:
+    if structure_init is not None:
+      raise ValueError(
+          f"{what}: structure_init is only used with learned_structure=True."
+      )
+    return None
+  if layout == layout_lib.FOLDED or path == "fold":
+    raise ValueError(
+        f"{what}: learned_structure=True works on the standard layout with a "
+        "generic path only (a learned product is no longer a matrix "
+        f"algebra); got layout={layout!r}, path={path!r}."
+    )
+  if structure_init is None:
+    return hk.initializers.Constant(alg.structure_constants)
+  if hasattr(structure_init, "shape"):
+    if tuple(structure_init.shape) != (d, d, d):
+      raise ValueError(
+          f"{what}: structure_init must be a [{d}, {d}, {d}] array for "
+          f"algebra {alg.name!r}, got shape {tuple(structure_init.shape)}."
+      )
+    return hk.initializers.Constant(np.asarray(structure_init))
+  return structure_init

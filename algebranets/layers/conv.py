@@ -48,6 +48,8 @@ class _AlgebraConv2D(hk.Module):
       precision,
       what: str,
       name: str | None,
+      learned_structure: bool = False,
+      structure_init=None,
   ):
     super().__init__(name=name)
     self._what = what
@@ -81,6 +83,10 @@ class _AlgebraConv2D(hk.Module):
           f"{self.algebra.name!r} is not one. Use path='auto'."
       )
     self.path = path
+    self.learned_structure = learned_structure
+    self.structure_init = _checks.structure_initializer(
+        self.algebra, learned_structure, structure_init, layout, path, what
+    )
 
   def _apply(self, x, m: int, groups: int, precision) -> jax.Array:
     what, alg, lay = self._what, self.algebra, self.layout
@@ -106,7 +112,10 @@ class _AlgebraConv2D(hk.Module):
         feature_group_count=groups,
         precision=precision,
     )
-    if lay == layout_lib.FOLDED:
+    if self.learned_structure:
+      c = hk.get_parameter("structure", (d, d, d), dtype, self.structure_init)
+      y = kernels.conv2d(x, w, c, path=self.path, **kwargs)
+    elif lay == layout_lib.FOLDED:
       y = kernels.conv2d_folded(x, w, alg, **kwargs)
     else:
       y = kernels.conv2d(x, w, alg, path=self.path, **kwargs)
@@ -127,14 +136,13 @@ class _AlgebraConv2D(hk.Module):
     positions = math.prod(y.shape[lead])
     kh, kw = self.kernel_shape
     c_per_group = x.shape[-2] // self._groups(x.shape[-2])
-    return int(
-        positions
-        * kh
-        * kw
-        * c_per_group
-        * y.shape[-2]
-        * self.algebra.macs_per_product
+    # A learned product is a dense bilinear map: d^2 MACs per product.
+    per_product = (
+        self.algebra.dim**2
+        if self.learned_structure
+        else self.algebra.macs_per_product
     )
+    return int(positions * kh * kw * c_per_group * y.shape[-2] * per_product)
 
   def _groups(self, c_in: int) -> int:
     raise NotImplementedError
@@ -160,6 +168,8 @@ class Conv2D(_AlgebraConv2D):
       layout: str = "standard",
       path: str = "auto",
       precision: jax.lax.Precision | None = None,
+      learned_structure: bool = False,
+      structure_init=None,
       name: str | None = None,
   ):
     """Constructs the layer.
@@ -180,11 +190,16 @@ class Conv2D(_AlgebraConv2D):
       layout: 'standard' or 'folded' (matrix algebras only).
       path: 'auto' or one of `kernels.CONV_PATHS` ('auto'/'fold' if folded).
       precision: conv precision passed to the kernel.
+      learned_structure: make the structure constants a trainable parameter
+        'structure' [d, d, d] (the PHC convolution of Zhang et al. 2021),
+        initialised from the algebra's constants; standard layout only.
+      structure_init: initializer or [d, d, d] array for 'structure'.
       name: module name.
 
     Raises:
       ValueError: unknown algebra, layout or path, folded layout with a
-        non-matrix algebra, non-positive sizes.
+        non-matrix algebra, non-positive sizes, learned_structure with the
+        folded layout or path='fold'.
     """
     super().__init__(
         kernel_shape,
@@ -201,6 +216,8 @@ class Conv2D(_AlgebraConv2D):
         precision=precision,
         what="Conv2D",
         name=name,
+        learned_structure=learned_structure,
+        structure_init=structure_init,
     )
     self.output_channels = _checks.positive(
         output_channels, "Conv2D: output_channels"

@@ -19,7 +19,6 @@ import math
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from algebranets import kernels
 from algebranets import layout as layout_lib
@@ -100,31 +99,9 @@ class Linear(hk.Module):
       )
     self.path = path
     self.learned_structure = learned_structure
-    d = self.algebra.dim
-    if learned_structure:
-      if self.layout == layout_lib.FOLDED or path == "fold":
-        raise ValueError(
-            "Linear: learned_structure=True works on the standard layout "
-            "with a generic path only (a learned product is no longer a "
-            f"matrix algebra); got layout={layout!r}, path={path!r}."
-        )
-      if structure_init is None:
-        structure_init = hk.initializers.Constant(
-            self.algebra.structure_constants
-        )
-      elif hasattr(structure_init, "shape"):
-        if tuple(structure_init.shape) != (d, d, d):
-          raise ValueError(
-              f"Linear: structure_init must be a [{d}, {d}, {d}] array for "
-              f"algebra {self.algebra.name!r}, got shape "
-              f"{tuple(structure_init.shape)}."
-          )
-        structure_init = hk.initializers.Constant(np.asarray(structure_init))
-    elif structure_init is not None:
-      raise ValueError(
-          "Linear: structure_init is only used with learned_structure=True."
-      )
-    self.structure_init = structure_init
+    self.structure_init = _checks.structure_initializer(
+        self.algebra, learned_structure, structure_init, layout, path, "Linear"
+    )
 
   def __call__(
       self, x: jax.Array, *, precision: jax.lax.Precision | None = None
