@@ -5,9 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv test
-echo "== pyink --check"
-"$VENV/bin/pyink" --check --quiet algebranets tests bench scripts experiments configs
+# Only the source folders that exist (git does not track empty ones).
+src=()
+for d in algebranets tests bench scripts experiments configs; do
+  [ -d "$d" ] && src+=("$d")
+done
+echo "== pyink --check ${src[*]}"
+"$VENV/bin/pyink" --check --quiet "${src[@]}"
 echo "== ruff check"
-"$VENV/bin/ruff" check --quiet algebranets tests bench scripts experiments configs
+"$VENV/bin/ruff" check --quiet "${src[@]}"
 echo "== pytest"
 exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-auto}" -q "$@"
