@@ -6,56 +6,9 @@ import numpy as np
 import pytest
 
 from algebranets import algebras
+from tests import reference_products as refs
 
 BUILTINS = ["R", "C", "H", "dual", "cross", "M2R", "M3R", "M4R", "M2C"]
-
-
-def _hamilton(p, q):
-  a1, b1, c1, d1 = np.moveaxis(p, -1, 0)
-  a2, b2, c2, d2 = np.moveaxis(q, -1, 0)
-  return np.stack(
-      [
-          a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
-          a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
-          a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
-          a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2,
-      ],
-      axis=-1,
-  )
-
-
-def _as_complex(x):
-  return x[..., 0::2] + 1j * x[..., 1::2]
-
-
-def _from_complex(z):
-  return np.stack([z.real, z.imag], axis=-1).reshape(*z.shape[:-1], -1)
-
-
-def _reference_product(name, a, b):
-  """The product by its textbook definition, not by structure constants."""
-  if name == "R":
-    return a * b
-  if name == "C":
-    return _from_complex(_as_complex(a) * _as_complex(b))
-  if name == "H":
-    return _hamilton(a, b)
-  if name == "dual":
-    return np.stack(
-        [a[..., 0] * b[..., 0], a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]],
-        axis=-1,
-    )
-  if name == "cross":
-    return np.cross(a, b)
-  if name in ("M2R", "M3R", "M4R"):
-    n = int(name[1])
-    shape = (*a.shape[:-1], n, n)
-    return np.matmul(a.reshape(shape), b.reshape(shape)).reshape(a.shape)
-  if name == "M2C":
-    za = _as_complex(a).reshape(*a.shape[:-1], 2, 2)
-    zb = _as_complex(b).reshape(*b.shape[:-1], 2, 2)
-    return _from_complex(np.matmul(za, zb).reshape(*a.shape[:-1], 4))
-  raise AssertionError(name)
 
 
 EXPECTED = {
@@ -84,12 +37,12 @@ def test_structure_constants_match_textbook_product(name):
   a = rng.standard_normal((7, 3, alg.dim))
   b = rng.standard_normal((7, 3, alg.dim))
   np.testing.assert_allclose(
-      alg.multiply(a, b), _reference_product(name, a, b), atol=1e-12
+      alg.multiply(a, b), refs.CASES[name][1](a, b), atol=1e-12
   )
   # The jax path computes the same thing.
   np.testing.assert_allclose(
       np.asarray(alg.multiply(jnp.asarray(a), jnp.asarray(b))),
-      _reference_product(name, a, b),
+      refs.CASES[name][1](a, b),
       rtol=1e-5,
       atol=1e-5,
   )
@@ -203,9 +156,9 @@ def test_conjugates():
       algebras.get("M3R").conjugate(m), m.reshape(3, 3).T.ravel()
   )
   x = rng.standard_normal(8)
-  adjoint = _as_complex(x).reshape(2, 2).conj().T
+  adjoint = refs.as_complex(x).reshape(2, 2).conj().T
   np.testing.assert_allclose(
-      _as_complex(algebras.get("M2C").conjugate(x)), adjoint.ravel()
+      refs.as_complex(algebras.get("M2C").conjugate(x)), adjoint.ravel()
   )
   with pytest.raises(ValueError, match="no conjugation"):
     algebras.get("cross").conjugate(np.ones(3))
@@ -279,7 +232,7 @@ def test_matrix_algebra_over_quaternions():
   for r in range(2):
     for col in range(2):
       for k in range(2):
-        ref[r, col] += _hamilton(qa[r, k], qb[k, col])
+        ref[r, col] += refs.hamilton(qa[r, k], qb[k, col])
   np.testing.assert_allclose(m2h.multiply(a, b), ref.ravel(), atol=1e-12)
   assert m2h.is_associative and not m2h.is_commutative
 

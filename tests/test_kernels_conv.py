@@ -18,128 +18,8 @@ import pytest
 from jax import test_util as jtu
 
 from algebranets import algebras, kernels, layout
-
-# -- textbook products (float64 numpy, broadcasting over leading axes) --------
-
-
-def _hamilton(p, q):
-  a1, b1, c1, d1 = np.moveaxis(p, -1, 0)
-  a2, b2, c2, d2 = np.moveaxis(q, -1, 0)
-  return np.stack(
-      [
-          a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
-          a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
-          a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
-          a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2,
-      ],
-      axis=-1,
-  )
-
-
-def _as_complex(x):
-  return x[..., 0::2] + 1j * x[..., 1::2]
-
-
-def _from_complex(z):
-  return np.stack([z.real, z.imag], axis=-1).reshape(*z.shape[:-1], -1)
-
-
-def _real(a, b):
-  return a * b
-
-
-def _complex(a, b):
-  return _from_complex(_as_complex(a) * _as_complex(b))
-
-
-def _dual(a, b):
-  # (a + b eps)(c + d eps) = ac + (ad + bc) eps.
-  return np.stack(
-      [a[..., 0] * b[..., 0], a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]],
-      axis=-1,
-  )
-
-
-def _split_complex(a, b):
-  # (a + b j)(c + d j) = (ac + bd) + (ad + bc) j, with j^2 = +1.
-  return np.stack(
-      [
-          a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1],
-          a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0],
-      ],
-      axis=-1,
-  )
-
-
-def _cross(a, b):
-  a, b = np.broadcast_arrays(a, b)
-  return np.cross(a, b)
-
-
-def _real_matrices(n):
-  def product(a, b):
-    a, b = np.broadcast_arrays(a, b)
-    shape = (*a.shape[:-1], n, n)
-    return np.matmul(a.reshape(shape), b.reshape(shape)).reshape(a.shape)
-
-  return product
-
-
-def _m2c(a, b):
-  a, b = np.broadcast_arrays(a, b)
-  za = _as_complex(a).reshape(*a.shape[:-1], 2, 2)
-  zb = _as_complex(b).reshape(*b.shape[:-1], 2, 2)
-  return _from_complex(np.matmul(za, zb).reshape(*a.shape[:-1], 4))
-
-
-def _m2h(a, b):
-  """2x2 quaternion matrices, entries row-major, each (1, i, j, k)."""
-  a, b = np.broadcast_arrays(a, b)
-  qa = a.reshape(*a.shape[:-1], 2, 2, 4)
-  qb = b.reshape(*b.shape[:-1], 2, 2, 4)
-  out = np.zeros_like(qa)
-  for r in range(2):
-    for c in range(2):
-      for k in range(2):
-        out[..., r, c, :] += _hamilton(qa[..., r, k, :], qb[..., k, c, :])
-  return out.reshape(a.shape)
-
-
-def _split_complex_algebra():
-  c = np.zeros((2, 2, 2))
-  c[0, 0, 0] = c[0, 1, 1] = c[1, 0, 1] = c[1, 1, 0] = 1.0
-  return algebras.from_structure_constants("split", c)
-
-
-# Random non-integer constants: no signed-gather shortcut in the kernels.
-_GENERIC_C = np.round(np.random.default_rng(42).normal(size=(3, 3, 3)), 2)
-_GENERIC = algebras.from_structure_constants("generic3", _GENERIC_C)
-
-
-def _generic(a, b):
-  return np.einsum("...i,...j,ijk->...k", a, b, _GENERIC_C)
-
-
-CASES = {
-    "R": ("R", _real),
-    "C": ("C", _complex),
-    "H": ("H", _hamilton),
-    "dual": ("dual", _dual),
-    "cross": ("cross", _cross),
-    "M2R": ("M2R", _real_matrices(2)),
-    "M3R": ("M3R", _real_matrices(3)),
-    "M4R": ("M4R", _real_matrices(4)),
-    "M2C": ("M2C", _m2c),
-    "split": (_split_complex_algebra(), _split_complex),
-    "M2H": (algebras.matrix_algebra(2, "H"), _m2h),
-    "generic3": (_GENERIC, _generic),
-}
-NAMES = list(CASES)
-MATRIX_NAMES = [n for n in NAMES if algebras.get(CASES[n][0]).matrix_shape]
-
-
-def _dim(name):
-  return algebras.get(CASES[name][0]).dim
+from tests import reference_products as refs
+from tests.reference_products import CASES, MATRIX_NAMES, NAMES
 
 
 def _paths(name):
@@ -244,7 +124,7 @@ CONFIGS = {
 
 
 def _conv_args(name, config, rng):
-  d = _dim(name)
+  d = refs.dim(name)
   x_shape, w_shape, kwargs = CONFIGS[config]
   x = rng.normal(size=(*x_shape, d))
   w = rng.normal(size=(*w_shape, d))
@@ -412,7 +292,7 @@ def test_conv2d_check_grads(name, x64):
   """Finite differences for every path at once (the outputs of all paths
   form one pytree, so a wrong vjp in any path breaks the check; the float32
   agreement test above says which path)."""
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(4)
   x = jnp.asarray(rng.normal(size=(*_GRAD_X, d)))
   w = jnp.asarray(rng.normal(size=(*_GRAD_W, d)))
@@ -481,7 +361,7 @@ def test_conv2d_fold_path_with_learned_constants_raises():
 
 def test_choose_conv_path():
   for name in MATRIX_NAMES:
-    d = _dim(name)
+    d = refs.dim(name)
     alg = CASES[name][0]
     for c_in, groups in [(8, 1), (8, 2)]:
       got = kernels.choose_conv_path(
@@ -492,7 +372,7 @@ def test_choose_conv_path():
     got = kernels.choose_conv_path(alg, (2, 8, 8, 8, d), (3, 3, 1, 8, d))
     assert got == "expand", name
   for name in ["R", "C", "H", "dual", "cross", "split", "generic3"]:
-    d = _dim(name)
+    d = refs.dim(name)
     got = kernels.choose_conv_path(
         CASES[name][0], (2, 8, 8, 4, d), (3, 3, 4, 8, d)
     )
@@ -610,12 +490,12 @@ def test_custom_constants_are_not_confused_with_a_builtin_of_the_same_name(
     x64,
 ):
   impostor = algebras.from_structure_constants(
-      "C", _split_complex_algebra().structure_constants
+      "C", refs.split_complex_algebra().structure_constants
   )
   rng = np.random.default_rng(7)
   x, w, kwargs = _conv_args("C", "s1_same", rng)
-  want_c = reference_conv(_complex, x, w)
-  want_split = reference_conv(_split_complex, x, w)
+  want_c = reference_conv(refs.complex_product, x, w)
+  want_split = reference_conv(refs.split_complex, x, w)
   assert np.max(np.abs(want_c - want_split)) > 1e-3
   for path in _paths("C"):
     for alg, want in [("C", want_c), (impostor, want_split), ("C", want_c)]:

@@ -19,131 +19,8 @@ import pytest
 from jax import test_util as jtu
 
 from algebranets import algebras, kernels, layout
-
-# -- textbook products (float64 numpy, broadcasting over leading axes) --------
-
-
-def _hamilton(p, q):
-  a1, b1, c1, d1 = np.moveaxis(p, -1, 0)
-  a2, b2, c2, d2 = np.moveaxis(q, -1, 0)
-  return np.stack(
-      [
-          a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
-          a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
-          a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
-          a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2,
-      ],
-      axis=-1,
-  )
-
-
-def _as_complex(x):
-  return x[..., 0::2] + 1j * x[..., 1::2]
-
-
-def _from_complex(z):
-  return np.stack([z.real, z.imag], axis=-1).reshape(*z.shape[:-1], -1)
-
-
-def _real(a, b):
-  return a * b
-
-
-def _complex(a, b):
-  return _from_complex(_as_complex(a) * _as_complex(b))
-
-
-def _dual(a, b):
-  # (a + b eps)(c + d eps) = ac + (ad + bc) eps.
-  return np.stack(
-      [a[..., 0] * b[..., 0], a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]],
-      axis=-1,
-  )
-
-
-def _split_complex(a, b):
-  # (a + b j)(c + d j) = (ac + bd) + (ad + bc) j, with j^2 = +1.
-  return np.stack(
-      [
-          a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1],
-          a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0],
-      ],
-      axis=-1,
-  )
-
-
-def _cross(a, b):
-  a, b = np.broadcast_arrays(a, b)
-  return np.cross(a, b)
-
-
-def _real_matrices(n):
-  def product(a, b):
-    a, b = np.broadcast_arrays(a, b)
-    shape = (*a.shape[:-1], n, n)
-    return np.matmul(a.reshape(shape), b.reshape(shape)).reshape(a.shape)
-
-  return product
-
-
-def _m2c(a, b):
-  a, b = np.broadcast_arrays(a, b)
-  za = _as_complex(a).reshape(*a.shape[:-1], 2, 2)
-  zb = _as_complex(b).reshape(*b.shape[:-1], 2, 2)
-  return _from_complex(np.matmul(za, zb).reshape(*a.shape[:-1], 4))
-
-
-def _m2h(a, b):
-  """2x2 quaternion matrices, entries row-major, each (1, i, j, k)."""
-  a, b = np.broadcast_arrays(a, b)
-  qa = a.reshape(*a.shape[:-1], 2, 2, 4)
-  qb = b.reshape(*b.shape[:-1], 2, 2, 4)
-  out = np.zeros_like(qa)
-  for r in range(2):
-    for c in range(2):
-      for k in range(2):
-        out[..., r, c, :] += _hamilton(qa[..., r, k, :], qb[..., k, c, :])
-  return out.reshape(a.shape)
-
-
-def _split_complex_algebra():
-  c = np.zeros((2, 2, 2))
-  c[0, 0, 0] = c[0, 1, 1] = c[1, 0, 1] = c[1, 1, 0] = 1.0
-  return algebras.from_structure_constants("split", c)
-
-
-# Random constants with non-unit entries and several nonzeros per (j, k): the
-# kernels cannot use their signed-gather shortcut and fall back to einsums.
-_GENERIC_C = np.round(np.random.default_rng(42).normal(size=(3, 3, 3)), 2)
-_GENERIC = algebras.from_structure_constants("generic3", _GENERIC_C)
-
-
-def _generic(a, b):
-  return np.einsum("...i,...j,ijk->...k", a, b, _GENERIC_C)
-
-
-# id -> (algebra argument passed to the kernels, textbook product).
-# Built-ins are passed by name, the custom ones as Algebra objects.
-CASES = {
-    "R": ("R", _real),
-    "C": ("C", _complex),
-    "H": ("H", _hamilton),
-    "dual": ("dual", _dual),
-    "cross": ("cross", _cross),
-    "M2R": ("M2R", _real_matrices(2)),
-    "M3R": ("M3R", _real_matrices(3)),
-    "M4R": ("M4R", _real_matrices(4)),
-    "M2C": ("M2C", _m2c),
-    "split": (_split_complex_algebra(), _split_complex),
-    "M2H": (algebras.matrix_algebra(2, "H"), _m2h),
-    "generic3": (_GENERIC, _generic),
-}
-NAMES = list(CASES)
-MATRIX_NAMES = [n for n in NAMES if algebras.get(CASES[n][0]).matrix_shape]
-
-
-def _dim(name):
-  return algebras.get(CASES[name][0]).dim
+from tests import reference_products as refs
+from tests.reference_products import CASES, MATRIX_NAMES, NAMES
 
 
 def _paths(name, all_paths=kernels.DENSE_PATHS):
@@ -201,7 +78,7 @@ def _all_paths(fn, paths):
 @pytest.mark.parametrize("name", NAMES)
 def test_dense_matches_reference_float64(name, x64):
   alg, product = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(1)
   w = rng.normal(size=(3, 4, d))
   f = _all_paths(
@@ -221,7 +98,7 @@ def test_dense_matches_reference_float64(name, x64):
 @pytest.mark.parametrize("name", ["H", "M2C", "generic3"])
 def test_dense_eager_float64(name, x64):
   alg, product = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(2)
   x, w = rng.normal(size=(5, 2, d)), rng.normal(size=(2, 3, d))
   for path in [*_paths(name), "auto"]:
@@ -242,7 +119,7 @@ def _dense_forward_and_grads(x, w, ct, *, algebra, path):
 def test_dense_paths_agree_float32(name):
   """Forward and both gradients of every path agree with 'einsum'."""
   alg, _ = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(9)
   x = jnp.asarray(rng.normal(size=(6, 8, d)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(8, 5, d)), jnp.float32)
@@ -268,7 +145,7 @@ def test_dense_check_grads(name, x64):
   form one pytree, so a wrong vjp in any path breaks the check; the float32
   agreement test above says which path)."""
   alg, _ = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.normal(size=(2, 2, d)))
   w = jnp.asarray(rng.normal(size=(2, 3, d)))
@@ -357,7 +234,7 @@ def test_fold_path_with_learned_constants_raises():
 @pytest.mark.parametrize("name", NAMES)
 def test_prepare_dense_matches_dense(name, x64):
   alg, product = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(5)
   x, w = rng.normal(size=(4, 3, d)), rng.normal(size=(3, 2, d))
   want = reference_dense(product, x, w)
@@ -420,7 +297,7 @@ def test_prepare_rejects_learned_constants_and_bad_paths():
 def test_choose_dense_path():
   for name in MATRIX_NAMES:
     alg = CASES[name][0]
-    d = _dim(name)
+    d = refs.dim(name)
     for tokens in (1, 512):
       assert kernels.choose_dense_path(alg, (tokens, 8, d), (8, 64, d)) == (
           "fold"
@@ -449,7 +326,7 @@ def test_choose_dense_path():
 @pytest.mark.parametrize("name", MATRIX_NAMES)
 def test_dense_folded_matches_fold_of_dense(name, x64):
   alg, product = CASES[name]
-  d = _dim(name)
+  d = refs.dim(name)
   rng = np.random.default_rng(7)
   w = jnp.asarray(rng.normal(size=(3, 2, d)))
   for lead in [(2, 5), ()]:
@@ -514,14 +391,14 @@ def test_custom_constants_are_not_confused_with_a_builtin_of_the_same_name(
   """An unregistered algebra named 'C' with split-complex constants must give
   split-complex results in every path (no cache keyed on the name)."""
   impostor = algebras.from_structure_constants(
-      "C", _split_complex_algebra().structure_constants
+      "C", refs.split_complex_algebra().structure_constants
   )
   assert algebras.fingerprint(impostor) != algebras.fingerprint("C")
   assert impostor != algebras.get("C")
   rng = np.random.default_rng(8)
   x, w = rng.normal(size=(4, 3, 2)), rng.normal(size=(3, 2, 2))
-  want_c = reference_dense(_complex, x, w)
-  want_split = reference_dense(_split_complex, x, w)
+  want_c = reference_dense(refs.complex_product, x, w)
+  want_split = reference_dense(refs.split_complex, x, w)
   assert np.max(np.abs(want_c - want_split)) > 1e-3
 
   @jax.jit

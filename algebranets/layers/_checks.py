@@ -182,3 +182,22 @@ def structure_initializer(
       )
     return hk.initializers.Constant(np.asarray(structure_init))
   return structure_init
+
+
+def path(alg: algebras.Algebra, layout: str, path: str, valid, what: str):
+  """Validates a layer's kernel path choice against its algebra and layout."""
+  if path != "auto" and path not in valid:
+    raise ValueError(
+        f"{what}: unknown path {path!r}; valid: auto, {', '.join(valid)}."
+    )
+  if layout == layout_lib.FOLDED and path not in ("auto", "fold"):
+    raise ValueError(
+        f"{what}: the folded layout always uses the fold kernel; got "
+        f"path={path!r}. Use path='auto' or 'fold', or layout='standard'."
+    )
+  if path == "fold" and alg.matrix_shape is None:
+    raise ValueError(
+        f"{what}: path='fold' needs a matrix algebra; {alg.name!r} is not "
+        "one. Use path='auto'."
+    )
+  return path

@@ -82,22 +82,9 @@ class Linear(hk.Module):
     )
     self.b_init = b_init or jnp.zeros
     self.precision = precision
-    if path != "auto" and path not in kernels.DENSE_PATHS:
-      raise ValueError(
-          f"Linear: unknown path {path!r}; valid: auto, "
-          f"{', '.join(kernels.DENSE_PATHS)}."
-      )
-    if self.layout == layout_lib.FOLDED and path not in ("auto", "fold"):
-      raise ValueError(
-          f"Linear: the folded layout always uses the fold kernel; got "
-          f"path={path!r}. Use path='auto' or 'fold', or layout='standard'."
-      )
-    if path == "fold" and self.algebra.matrix_shape is None:
-      raise ValueError(
-          f"Linear: path='fold' needs a matrix algebra; {self.algebra.name!r} "
-          "is not one. Use path='auto'."
-      )
-    self.path = path
+    self.path = _checks.path(
+        self.algebra, self.layout, path, kernels.DENSE_PATHS, "Linear"
+    )
     self.learned_structure = learned_structure
     self.structure_init = _checks.structure_initializer(
         self.algebra, learned_structure, structure_init, layout, path, "Linear"
