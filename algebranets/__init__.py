@@ -1,0 +1,12 @@
+"""algebranets: neural networks with weights and activations in algebras.
+
+Submodules: `algebras` (registry and products), `kernels` (pure dense/conv
+functions with automatic path choice), `layout` (standard and column-folded
+activations), `layers` (Haiku modules), `metrics` (parameter/MAC accounting).
+"""
+
+from algebranets import algebras, kernels, layers, layout, metrics
+
+__version__ = "0.1.0"
+
+__all__ = ["algebras", "kernels", "layers", "layout", "metrics"]
