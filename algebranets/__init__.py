@@ -2,7 +2,8 @@
 
 Submodules: `algebras` (registry and products), `kernels` (pure dense/conv
 functions with automatic path choice), `layout` (standard and column-folded
-activations), `layers` (Haiku modules), `metrics` (parameter/MAC accounting).
+activations), `layers` (Haiku modules), `metrics` (parameter/MAC accounting),
+`data` (datasets; imported on demand).
 """
 
 from algebranets import algebras, kernels, layers, layout, metrics
