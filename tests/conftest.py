@@ -28,3 +28,11 @@ def optimized_xla():
 def xla_optimizations():
   with optimized_xla():
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+  """A 40 kB generated text file (see tests/lm_helpers.py)."""
+  from tests import lm_helpers
+
+  return lm_helpers.write_corpus(tmp_path_factory.mktemp("data") / "tiny.txt")

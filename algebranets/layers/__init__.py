@@ -5,6 +5,7 @@ touches activations, `layout` ('standard' [..., C, d] or 'folded'
 [n, ..., C, n*e] for matrix algebras; see `algebranets.layout`).
 """
 
+from algebranets.layers import attention
 from algebranets.layers.activations import (
     ACTIVATIONS,
     SPLIT_FUNCTIONS,
@@ -14,6 +15,7 @@ from algebranets.layers.activations import (
     modrelu,
     split,
 )
+from algebranets.layers.attention import MultiHeadAttention
 from algebranets.layers.conv import Conv2D, DepthwiseConv2D
 from algebranets.layers.embed import Embed
 from algebranets.layers.initializers import (
@@ -60,10 +62,12 @@ __all__ = [
     "FlattenReal",
     "LayerNorm",
     "Linear",
+    "MultiHeadAttention",
     "Norm",
     "Pad",
     "RealStem",
     "Tile",
+    "attention",
     "component_scales",
     "fan_in",
     "first_component_gate",

@@ -1,0 +1,108 @@
+"""Model registry: config-driven builders of the library's models.
+
+A model is registered under a name with a `ModelSpec`: its config defaults,
+a validator and a builder. Training code selects a model by the `name` key
+of the config's model section:
+
+  spec = models.get(cfg.model.name)
+  spec.validate_config(cfg.model)          # actionable ValueErrors, early
+  def forward(tokens, is_training):
+    model = spec.from_config(cfg.model, vocab_size=256, max_len=512)
+    return model(tokens, is_training=is_training)
+
+Registered: 'transformer_lm' (`algebranets.models.transformer_lm`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """How to configure and build one model.
+
+  Attributes:
+    name: registry name (also the config's model.name).
+    default_config: () -> dict of the model section's default values.
+    validate_config: (model_cfg) -> None; raises ValueError on bad values.
+    from_config: (model_cfg, **model-specific keywords) -> hk.Module; call
+      inside hk.transform.
+  """
+
+  name: str
+  default_config: Callable[[], dict[str, Any]]
+  validate_config: Callable[[Any], None]
+  from_config: Callable[..., Any]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(
+    name: str, spec: ModelSpec, *, overwrite: bool = False
+) -> ModelSpec:
+  """Registers `spec` under `name` and returns it.
+
+  Raises:
+    ValueError: `name` is already registered (pass overwrite=True to replace
+      it), or `spec.name` differs from `name`.
+    TypeError: `spec` is not a `ModelSpec`.
+  """
+  if not isinstance(spec, ModelSpec):
+    raise TypeError(
+        f"models.register: spec must be a ModelSpec, got {type(spec).__name__}."
+    )
+  if spec.name != name:
+    raise ValueError(
+        f"models.register: spec.name {spec.name!r} differs from the name "
+        f"{name!r} it is registered under; make them equal."
+    )
+  if name in _REGISTRY and not overwrite:
+    raise ValueError(
+        f"models.register: {name!r} is already registered; pass "
+        "overwrite=True to replace it."
+    )
+  _REGISTRY[name] = spec
+  return spec
+
+
+def get(name: str) -> ModelSpec:
+  """The `ModelSpec` registered as `name`.
+
+  Raises:
+    ValueError: unknown name; the message lists the valid names and the
+      closest one.
+  """
+  if name in _REGISTRY:
+    return _REGISTRY[name]
+  hint = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+  did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+  raise ValueError(
+      f"Unknown model {name!r}.{did_you_mean} Valid names: "
+      f"{', '.join(_REGISTRY)}."
+  )
+
+
+def names() -> list[str]:
+  """Registered model names, in registration order."""
+  return list(_REGISTRY)
+
+
+# Imported after the registry exists so model modules may use it.
+from algebranets.models import transformer_lm  # noqa: E402
+
+register(
+    transformer_lm.NAME,
+    ModelSpec(
+        name=transformer_lm.NAME,
+        default_config=transformer_lm.default_config,
+        validate_config=transformer_lm.validate_config,
+        from_config=transformer_lm.from_config,
+    ),
+)
+
+__all__ = ["ModelSpec", "get", "names", "register", "transformer_lm"]

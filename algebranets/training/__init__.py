@@ -1,0 +1,1 @@
+"""Training harness: configs, trainer, checkpoints, metric logging."""

@@ -1,0 +1,139 @@
+"""Evaluation: over a split with a live state, or of a saved checkpoint.
+
+`evaluate_workdir` rebuilds the run from its saved `config.json`, restores a
+checkpoint into the CURRENT machine's devices (a run trained on 8 devices
+evaluates on 1) and runs the full evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+
+from algebranets.training import checkpointing, config_lib
+from algebranets.training.experiment import Experiment
+from algebranets.training.state import TrainState
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+  """Writes JSON atomically (tmp file + rename)."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+def _accumulate(totals: dict[str, float], pending: list) -> None:
+  for sums in jax.device_get(pending):
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+
+
+def evaluate(
+    exp: Experiment,
+    state: TrainState,
+    split: str,
+    *,
+    batch_size: int,
+    num_batches: int = 0,
+) -> dict[str, float]:
+  """Runs the eval step over `split` and summarises.
+
+  Args:
+    exp: the experiment.
+    state: a TrainState on the experiment's mesh.
+    split: 'train', 'valid' or 'test' (task dependent).
+    batch_size: global evaluation batch (divisible by the device count).
+    num_batches: stop after this many batches; 0 = the whole split.
+
+  Returns:
+    The task's metrics, e.g. {'loss', 'bits_per_byte', 'accuracy'}.
+  """
+  totals: dict[str, float] = {}
+  pending = []
+  for batch in exp.task.eval_batches(
+      split, batch_size=batch_size, num_batches=num_batches
+  ):
+    pending.append(exp.eval_step(state, exp.to_device(batch)))
+    if len(pending) >= 16:  # bounded device memory, still runs ahead
+      _accumulate(totals, pending)
+      pending = []
+  _accumulate(totals, pending)
+  if not totals:
+    raise ValueError(f"Split {split!r} produced no evaluation batches.")
+  return exp.task.summarize(totals)
+
+
+def load_config(workdir: str | os.PathLike):
+  """The config a workdir was trained with (its `config.json`)."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} not found: {workdir} is not a training workdir (it should "
+        "hold config.json and checkpoints/ written by experiments.train)."
+    )
+  try:
+    return config_lib.from_json(path.read_text())
+  except ValueError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}).") from None
+
+
+def evaluate_workdir(
+    workdir: str | os.PathLike,
+    *,
+    step: int | None = None,
+    split: str | None = None,
+    batch_size: int | None = None,
+    num_batches: int = 0,
+    data_path: str | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+  """Restores a checkpoint of `workdir` and evaluates it.
+
+  Args:
+    workdir: a training workdir.
+    step: checkpoint step; None = the latest readable one.
+    split: split to evaluate; None = the config's `eval.split`.
+    batch_size: global eval batch; None = the config's, rounded up to a
+      multiple of this machine's device count.
+    num_batches: 0 = the whole split.
+    data_path: overrides `data.path` (the data moved to another machine).
+    write: also write `<workdir>/eval_<split>_step<N>.json` (process 0).
+
+  Returns:
+    {'step', 'split', **metrics}.
+  """
+  workdir = pathlib.Path(workdir)
+  config = load_config(workdir)
+  config.train.num_devices = 0  # this machine's devices, whatever trained
+  if data_path is not None:
+    config.data.path = data_path
+  n = jax.device_count()
+  if batch_size is None:
+    batch_size = -(-config.eval.batch_size // n) * n
+  config.eval.batch_size = batch_size
+  if split is not None:
+    config.eval.split = split
+  # The training batch is irrelevant here but must still pass validation.
+  config.train.batch_size = -(-config.train.batch_size // n) * n
+  exp = Experiment(config)
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+  try:
+    got, restored = ckpt.restore(exp.abstract_state().to_dict(), step=step)
+  finally:
+    ckpt.close()
+  state = TrainState.from_dict(restored)
+  result = evaluate(
+      exp,
+      state,
+      config.eval.split,
+      batch_size=batch_size,
+      num_batches=num_batches,
+  )
+  out = {"step": int(got), "split": config.eval.split, **result}
+  if write and jax.process_index() == 0:
+    write_json(workdir / f"eval_{config.eval.split}_step{got}.json", out)
+  return out

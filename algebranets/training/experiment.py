@@ -1,0 +1,181 @@
+"""One run's assembled pieces: task, model, optimizer, mesh and jitted steps.
+
+`Experiment(config)` validates the config (before anything compiles), builds
+the task and the Haiku model, the optax optimizer and a 1-D data mesh, and
+exposes pure, jitted functions:
+
+  init()                      -> TrainState (replicated)
+  train_step(state, batch)    -> (state, metrics)   state donated
+  eval_step(state, batch)     -> metric sums
+
+Both the trainer and `experiments/eval.py` use it, so evaluation of a
+checkpoint runs exactly the computation the trainer ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+
+from algebranets import metrics as metrics_lib
+from algebranets import tasks
+from algebranets.training import config_lib, optimizers, sharding
+from algebranets.training.state import TrainState
+
+_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+# Path components that mark the real (non-algebra) input lift and output head.
+REAL_IO_MODULES = ("stem", "head")
+
+
+def cast_floating(tree: Any, dtype) -> Any:
+  """Casts the floating leaves of `tree` to `dtype` (None: unchanged)."""
+  if dtype is None:
+    return tree
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+      tree,
+  )
+
+
+def is_real_io(module_path: str) -> bool:
+  return any(p in REAL_IO_MODULES for p in module_path.split("/"))
+
+
+class Experiment:
+  """Config -> task, model, optimizer, mesh and jitted step functions."""
+
+  def __init__(self, config, *, check_data: bool = True):
+    """Validates `config` and builds everything (no compilation yet).
+
+    Raises:
+      config_lib.ConfigError: any inconsistent or unknown config value.
+    """
+    self.config = config
+    self.process_index = jax.process_index()
+    self.process_count = jax.process_count()
+    if config.get("train") is not None and config.train.get("num_devices"):
+      self.mesh = sharding.make_mesh(config.train.num_devices)
+    else:
+      self.mesh = sharding.make_mesh(0)
+    config_lib.validate(
+        config,
+        num_devices=self.mesh.size,
+        process_count=self.process_count,
+        check_data=check_data,
+    )
+    self.task = tasks.get(config.task).build(
+        config,
+        process_index=self.process_index,
+        process_count=self.process_count,
+    )
+    self.model = hk.transform_with_state(self.task.model_fn)
+    self.optimizer, self.schedule = optimizers.make_optimizer(
+        config.optimizer, config.train.num_steps
+    )
+    self.compute_dtype = _DTYPES[config.train.compute_dtype]
+    self.replicated = sharding.replicated(self.mesh)
+    self.batch_sharding = sharding.batch_sharding(self.mesh)
+
+    self.init = jax.jit(self._init, out_shardings=self.replicated)
+    self.train_step = jax.jit(
+        self._train_step,
+        in_shardings=(self.replicated, self.batch_sharding),
+        out_shardings=(self.replicated, self.replicated),
+        donate_argnums=0,
+    )
+    self.eval_step = jax.jit(
+        self._eval_step,
+        in_shardings=(self.replicated, self.batch_sharding),
+        out_shardings=self.replicated,
+    )
+
+  # ------------------------------------------------------------- pure fns --
+  def _init(self) -> TrainState:
+    key = jax.random.key(self.config.seed)
+    init_key, train_key = jax.random.split(key)
+    example = self.task.example_batch(1)
+    params, model_state = self.model.init(init_key, example, is_training=True)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=self.optimizer.init(params),
+        rng=jax.random.key_data(train_key),
+    )
+
+  def _train_step(self, state: TrainState, batch):
+    key = jax.random.fold_in(state.key(), state.step)
+
+    def loss_fn(params):
+      compute_params = cast_floating(params, self.compute_dtype)
+      (loss, sums), model_state = self.model.apply(
+          compute_params, state.model_state, key, batch, is_training=True
+      )
+      return loss, (sums, model_state)
+
+    (loss, (sums, model_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(state.params)
+    updates, opt_state = self.optimizer.update(
+        grads, state.opt_state, state.params
+    )
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(sums)
+    metrics["loss"] = loss
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["learning_rate"] = self.schedule(state.step)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=params,
+        model_state=model_state,
+        opt_state=opt_state,
+        rng=state.rng,
+    )
+    return new_state, metrics
+
+  def _eval_step(self, state: TrainState, batch):
+    params = cast_floating(state.params, self.compute_dtype)
+    (_, sums), _ = self.model.apply(
+        params, state.model_state, None, batch, is_training=False
+    )
+    return sums
+
+  # -------------------------------------------------------------- helpers --
+  def abstract_state(self) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the state; no compute."""
+    shapes = jax.eval_shape(self._init)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(
+            s.shape, s.dtype, sharding=self.replicated
+        ),
+        shapes,
+    )
+
+  def to_device(self, local_batch) -> Any:
+    return sharding.to_global(local_batch, self.batch_sharding)
+
+  def accounting(self, params) -> dict[str, Any]:
+    """Parameter and intrinsic-MAC counts (docs/macs_and_flops.md)."""
+    total = metrics_lib.count_params(params)
+    real_io = sum(
+        metrics_lib.count_params(leaves)
+        for path, leaves in params.items()
+        if is_real_io(path)
+    )
+    fn, args = self.task.macs_fn()
+    report = metrics_lib.count_macs(fn, *args)
+    algebra = self.config.model.get("algebra", "R")
+    return {
+        "algebra": algebra,
+        "params_total": int(total),
+        "params_real_io": int(real_io),
+        "params_algebra": int(total - real_io),
+        "macs_per_example": int(report.total),
+        "flops_per_example": int(report.flops),
+        "macs_by_kind": {k: int(v) for k, v in report.by_kind().items()},
+        "_report": report,
+    }

@@ -1,0 +1,55 @@
+r"""Evaluates a checkpoint of a training workdir.
+
+  python -m experiments.eval --workdir workdirs/NAME [--step N] [--split test]
+
+Rebuilds the model from the workdir's config.json, restores the latest (or
+--step) checkpoint onto this machine's devices and evaluates the whole split.
+Writes <workdir>/eval_<split>_step<N>.json.
+"""
+
+from absl import app, flags
+
+from algebranets.training import evaluator, sharding
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "Split to evaluate (default: the config's eval.split)."
+)
+_BATCH = flags.DEFINE_integer(
+    "batch_size", None, "Global eval batch (default: the config's)."
+)
+_NUM_BATCHES = flags.DEFINE_integer(
+    "num_batches", 0, "Evaluate only this many batches (0 = whole split)."
+)
+_DATA_PATH = flags.DEFINE_string(
+    "data_path", None, "Override data.path (data moved to another machine)."
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  sharding.maybe_initialize_distributed()
+  result = evaluator.evaluate_workdir(
+      _WORKDIR.value,
+      step=_STEP.value,
+      split=_SPLIT.value,
+      batch_size=_BATCH.value,
+      num_batches=_NUM_BATCHES.value,
+      data_path=_DATA_PATH.value,
+  )
+  print(
+      f"{_WORKDIR.value} step {result['step']} {result['split']}: "
+      + " | ".join(
+          f"{k} {v:.4f}"
+          for k, v in result.items()
+          if k not in ("step", "split")
+      ),
+      flush=True,
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

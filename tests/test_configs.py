@@ -1,0 +1,37 @@
+"""Every config file in configs/ builds and runs one step in runlocal form."""
+
+import pathlib
+
+import pytest
+
+from algebranets.training import config_lib, trainer
+from scripts import sweep
+
+CONFIGS = sorted(
+    p
+    for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
+    if not p.name.startswith("_")
+)
+
+
+def test_there_are_configs():
+  assert any(p.name == "quickstart.py" for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_runs_one_step_runlocal(path, tiny_corpus, tmp_path):
+  module = sweep.load_config_module(str(path))
+  assert module.__doc__ and "python -m experiments.train" in module.__doc__
+  config = module.get_config("runlocal")
+  assert config.train.num_steps <= 200, "runlocal must be a short CPU run"
+  config_lib.validate(config, num_devices=1, check_data=False)
+  if config.task == "byte_lm":  # local data instead of the embedded sample
+    config.data.name = "bytes_file"
+    config.data.path = str(tiny_corpus)
+    config.data.seq_len = min(config.data.seq_len, 32)
+    config.eval.batch_size = 8
+  config.train.num_steps = 1
+  config.optimizer.warmup_steps = 0
+  config.eval.every_steps = 0
+  final = trainer.train_and_evaluate(config, tmp_path)
+  assert all(isinstance(v, float) for v in final.values())

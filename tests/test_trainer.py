@@ -1,0 +1,167 @@
+"""End-to-end tests of train_and_evaluate: files, resume, init_from, NaN."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from algebranets.training import checkpointing, trainer
+from algebranets.training.experiment import Experiment
+from tests import lm_helpers
+
+
+def _params(config, workdir):
+  abstract = Experiment(config).abstract_state().params
+  return jax.device_get(checkpointing.restore_params(workdir, abstract))
+
+
+def _assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_corpus, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  config = lm_helpers.tiny_config(
+      tiny_corpus, **{"train.num_steps": 8, "train.checkpoint_every": 4}
+  )
+  final = trainer.train_and_evaluate(config, workdir)
+  return config, workdir, final
+
+
+def test_workdir_contents(finished_run):
+  _, workdir, final = finished_run
+  for name in (
+      "config.json",
+      "accounting.json",
+      "params.txt",
+      "macs.txt",
+      "data.json",
+      "metrics.jsonl",
+      "final_metrics.json",
+      "curves.png",
+  ):
+    assert (workdir / name).is_file(), name
+  assert list((workdir / "tensorboard").iterdir())
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [
+      4,
+      8,
+  ]
+  saved = json.loads((workdir / "final_metrics.json").read_text())
+  assert saved["step"] == 8 and saved["split"] == "valid"
+  assert saved["bits_per_byte"] == pytest.approx(final["bits_per_byte"])
+  assert final["bits_per_byte"] == pytest.approx(final["loss"] / np.log(2))
+  acc = json.loads((workdir / "accounting.json").read_text())
+  assert acc["algebra"] == "M2R"
+  assert acc["params_total"] == acc["params_real_io"] + acc["params_algebra"]
+  assert acc["params_real_io"] > 0 and acc["macs_per_example"] > 0
+  assert acc["flops_per_example"] == 2 * acc["macs_per_example"]
+  rows = [
+      json.loads(line)
+      for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
+  train_steps = [r["step"] for r in rows if r["split"] == "train"]
+  assert train_steps == [5, 8]  # log_every=5 plus the last step
+  assert {r["split"] for r in rows} == {"train", "eval"}
+
+
+def test_resume_continues_bit_exactly(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  # A run killed after its step-4 checkpoint: the finished run minus step 8.
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  shutil.rmtree(run / "checkpoints" / "8")
+  trainer.train_and_evaluate(config, run)
+  _assert_trees_equal(_params(config, run), _params(config, workdir))
+  rows = [
+      json.loads(line)
+      for line in (run / "metrics.jsonl").read_text().splitlines()
+  ]
+  steps = [r["step"] for r in rows if r["split"] == "train"]
+  assert steps == [5, 8]  # the stale rows after step 4 were dropped
+
+
+def test_same_seed_same_metrics(finished_run, tmp_path):
+  config, workdir, final = finished_run
+  again = trainer.train_and_evaluate(config, tmp_path)
+  assert again == final
+  _assert_trees_equal(_params(config, tmp_path), _params(config, workdir))
+
+
+def test_init_from_loads_params(finished_run, tiny_corpus, tmp_path):
+  config, workdir, _ = finished_run
+  child = lm_helpers.tiny_config(
+      tiny_corpus,
+      **{
+          "train.num_steps": 1,
+          "train.init_from": str(workdir),
+          "optimizer.learning_rate": 1e-12,
+          "optimizer.warmup_steps": 0,
+          "eval.every_steps": 0,
+      },
+  )
+  trainer.train_and_evaluate(child, tmp_path)
+  got, want = _params(child, tmp_path), _params(config, workdir)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), got, want
+  )
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tiny_corpus, tmp_path):
+  good = lm_helpers.tiny_config(
+      tiny_corpus, **{"train.num_steps": 4, "train.checkpoint_every": 4}
+  )
+  trainer.train_and_evaluate(good, tmp_path)
+  bad = lm_helpers.tiny_config(
+      tiny_corpus,
+      **{
+          "train.num_steps": 12,
+          "train.checkpoint_every": 4,
+          "optimizer.learning_rate": 1e30,
+          "eval.every_steps": 0,
+      },
+  )
+  with pytest.raises(
+      trainer.NonFiniteError, match=r"last good checkpoint is step 4"
+  ) as err:
+    trainer.train_and_evaluate(bad, tmp_path)
+  assert "Non-finite training signal at step" in str(err.value)
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [
+      4
+  ]
+
+
+def test_bfloat16_compute_keeps_float32_state(tiny_corpus, tmp_path):
+  config = lm_helpers.tiny_config(
+      tiny_corpus,
+      **{
+          "train.num_steps": 3,
+          "train.compute_dtype": "bfloat16",
+          "eval.every_steps": 0,
+      },
+  )
+  final = trainer.train_and_evaluate(config, tmp_path)
+  assert np.isfinite(final["loss"])
+  state = Experiment(config).abstract_state()
+  floats = [
+      x.dtype
+      for x in jax.tree.leaves((state.params, state.opt_state))
+      if np.issubdtype(x.dtype, np.floating)
+  ]
+  assert floats and all(d == np.float32 for d in floats)
+
+
+def test_profiler_writes_trace(tiny_corpus, tmp_path):
+  config = lm_helpers.tiny_config(
+      tiny_corpus,
+      **{
+          "train.num_steps": 3,
+          "train.profile_start_step": 1,
+          "train.profile_num_steps": 1,
+          "eval.every_steps": 0,
+      },
+  )
+  trainer.train_and_evaluate(config, tmp_path)
+  assert list((tmp_path / "profile").rglob("*.xplane.pb"))

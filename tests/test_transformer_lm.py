@@ -1,0 +1,358 @@
+"""Tests for the algebra Transformer LM, its config handling and the registry."""
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from algebranets import algebras, metrics, models
+from algebranets.models import transformer_lm as tlm
+
+V, B, T = 32, 2, 6
+
+
+@pytest.fixture(autouse=True)
+def _strict():
+  with (
+      jax.numpy_rank_promotion("raise"),
+      jax.default_matmul_precision("highest"),
+  ):
+    yield
+
+
+def _cfg(**kw):
+  return {**tlm.default_config(), "d_model": 16, "num_layers": 1, **kw}
+
+
+def _forward(cfg, max_len=16):
+  def f(tokens, is_training=False):
+    model = tlm.from_config(cfg, vocab_size=V, max_len=max_len)
+    return model(tokens, is_training=is_training)
+
+  return f
+
+
+def _tokens(seed=0, shape=(B, T)):
+  return jax.random.randint(jax.random.key(seed), shape, 0, V, jnp.int32)
+
+
+def _random_params(model, tokens, seed=0):
+  """Random parameters of the model's shapes, without compiling its init.
+
+  Each new shape costs XLA compilations on 2 CPU cores; the tests below
+  only need some parameters, and random ones also make biases and norm
+  affines non-trivial.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.key(0), tokens)
+  leaves, treedef = jax.tree.flatten(shapes)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(
+      treedef,
+      [
+          0.5 * jax.random.normal(k, leaf.shape, leaf.dtype)
+          for k, leaf in zip(keys, leaves, strict=True)
+      ],
+  )
+
+
+def _jit_apply(model):
+  return jax.jit(model.apply, static_argnames="is_training")
+
+
+# -- the model -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["R", "C", "H", "M2R"])
+def test_logits_shape_and_dtype(name):
+  model = hk.transform(_forward(_cfg(algebra=name, num_heads=2)))
+  tokens = _tokens()
+  params = _random_params(model, tokens)
+  d = algebras.get(name).dim
+  assert params["transformer_lm/embed"]["embeddings"].shape == (V, 16 // d, d)
+  logits = _jit_apply(model)(params, None, tokens)
+  assert logits.shape == (B, T, V) and logits.dtype == jnp.float32
+  assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_whole_model_is_causal():
+  model = hk.transform(_forward(_cfg(algebra="H", num_layers=2, num_heads=2)))
+  tokens = _tokens()
+  params = _random_params(model, tokens)
+  t = 2
+  changed = tokens.at[:, t + 1 :].set((tokens[:, t + 1 :] + 1) % V)
+  apply = _jit_apply(model)
+  y, y2 = apply(params, None, tokens), apply(params, None, changed)
+  np.testing.assert_allclose(
+      y[:, : t + 1], y2[:, : t + 1], rtol=1e-5, atol=1e-5
+  )
+  assert not np.allclose(y[:, t + 1 :], y2[:, t + 1 :])
+
+
+def test_folded_equals_standard():
+  cfg = _cfg(algebra="M2R", num_layers=2, num_heads=2)
+  std = hk.transform(_forward(cfg))
+  fold = hk.transform(_forward({**cfg, "layout": "folded"}))
+  tokens = _tokens()
+  params = _random_params(std, tokens)
+  params_f = jax.eval_shape(fold.init, jax.random.key(0), tokens)
+  assert jax.tree.map(jnp.shape, params_f) == jax.tree.map(jnp.shape, params)
+  np.testing.assert_allclose(
+      _jit_apply(fold)(params, None, tokens),
+      _jit_apply(std)(params, None, tokens),
+      rtol=1e-4,
+      atol=1e-4,
+  )
+
+
+def test_dropout_only_when_training():
+  cfg = _cfg(algebra="C", num_heads=2, dropout_rate=0.5)
+  model = hk.transform(_forward(cfg))
+  plain = hk.transform(_forward({**cfg, "dropout_rate": 0.0}))
+  tokens = _tokens()
+  params = _random_params(model, tokens)
+  apply, apply_plain = _jit_apply(model), _jit_apply(plain)
+  evaluation = apply(params, None, tokens)  # No rng needed.
+  np.testing.assert_allclose(evaluation, apply_plain(params, None, tokens))
+  a = apply(params, jax.random.key(1), tokens, is_training=True)
+  b = apply(params, jax.random.key(2), tokens, is_training=True)
+  assert not np.allclose(a, b)
+  assert not np.allclose(a, evaluation)
+  # Rate 0 in training is the evaluation function.
+  np.testing.assert_allclose(
+      apply_plain(params, jax.random.key(1), tokens, is_training=True),
+      evaluation,
+  )
+
+
+def _hand_params(c, d, layers, ratio, vocab):
+  f = ratio * c
+  block = (
+      2 * c * d  # attention LayerNorm scale + offset
+      + 4 * (c * c * d + c * d)  # Q, K, V, O
+      + 2 * c * d  # MLP LayerNorm
+      + (c * f * d + f * d)  # mlp_in
+      + (f * c * d + c * d)  # mlp_out
+  )
+  return vocab * c * d + layers * block + 2 * c * d + (c * d * vocab + vocab)
+
+
+def test_parameter_count_matches_hand_formula():
+  cfg = _cfg(algebra="M2R", d_model=24, num_layers=3, num_heads=3, mlp_ratio=2)
+  params = jax.eval_shape(
+      hk.transform(_forward(cfg)).init, jax.random.key(0), _tokens()
+  )
+  assert metrics.count_params(params) == _hand_params(6, 4, 3, 2, V)
+  # The real output head is a top-level child named 'head'.
+  assert params["transformer_lm/head/linear"]["w"].shape == (24, V)
+
+
+@pytest.mark.parametrize("layout", ["standard", "folded"])
+def test_mac_count_matches_hand_formula(layout):
+  cfg = _cfg(
+      algebra="M2R", d_model=32, num_layers=2, num_heads=2, layout=layout
+  )
+  report = metrics.count_macs(
+      _forward(cfg), jax.ShapeDtypeStruct((B, T), jnp.int32)
+  )
+  assert report.uncounted == ()
+  c, f, m, p = 8, 32, 8, B * T  # M2R: 8 MACs per product.
+  per_block = 4 * p * c * c * m + 2 * p * c * f * m
+  assert report.total == 2 * per_block + p * (c * 4) * V
+  assert report.param_count == _hand_params(c, 4, 2, 4, V)
+
+
+def test_sequence_too_long_and_bad_tokens():
+  model = hk.transform(_forward(_cfg(num_heads=2), max_len=4))
+  with pytest.raises(ValueError, match="T=6 exceeds max_len=4"):
+    model.init(jax.random.key(0), _tokens())
+  with pytest.raises(ValueError, match=r"integer tokens \[B, T\]"):
+    model.init(jax.random.key(0), jnp.ones((B, T)))
+
+
+def test_constructor_rejects_bad_heads():
+  def f(tokens):
+    return tlm.TransformerLM(V, 1, 6, 4, "H")(tokens, is_training=False)
+
+  with pytest.raises(ValueError, match="C=6 is not divisible by num_heads=4"):
+    hk.transform(f).init(jax.random.key(0), _tokens())
+
+
+def test_sinusoidal_positions():
+  pe = tlm.sinusoidal_positions(7, 5)
+  assert pe.shape == (7, 5) and pe.dtype == np.float32
+  t, i = 3, 1  # Pair i uses frequency 10000^(-2i/D).
+  w = 10000.0 ** (-2 * i / 5)
+  np.testing.assert_allclose(pe[t, 2 * i], np.sin(t * w), rtol=1e-6)
+  np.testing.assert_allclose(pe[t, 2 * i + 1], np.cos(t * w), rtol=1e-6)
+  np.testing.assert_allclose(pe[0], [0, 1, 0, 1, 0])
+
+
+def test_overfits_a_repeated_pattern():
+  cfg = _cfg(algebra="H", num_heads=2)
+  pattern = np.array([3, 1, 4, 1, 5, 9, 2, 6], np.int32)
+  data = jnp.asarray(np.tile(pattern, 5)[None, :33])
+  inputs, targets = data[:, :-1], data[:, 1:]
+  model = hk.without_apply_rng(hk.transform(_forward(cfg, max_len=32)))
+  params = jax.jit(model.init)(jax.random.key(0), inputs)
+  opt = optax.adam(1e-2)
+  state = opt.init(params)
+
+  def loss_fn(p):
+    logits = model.apply(p, inputs)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, targets
+    ).mean()
+
+  @jax.jit
+  def step(p, s):
+    loss, grads = jax.value_and_grad(loss_fn)(p)
+    updates, s = opt.update(grads, s)
+    return optax.apply_updates(p, updates), s, loss
+
+  first = None
+  for _ in range(50):
+    params, state, loss = step(params, state)
+    first = loss if first is None else first
+  final = jax.jit(loss_fn)(params)
+  assert final < 0.2 * first, (first, final)
+
+
+# -- configs -------------------------------------------------------------------
+
+
+def test_default_config_keys():
+  assert tlm.default_config() == {
+      "name": "transformer_lm",
+      "algebra": "M2R",
+      "width_multiplier": 1.0,
+      "d_model": 128,
+      "num_layers": 2,
+      "num_heads": 4,
+      "mlp_ratio": 4,
+      "activation": "split",
+      "norm": "layer",
+      "norm_mode": "component",
+      "lift": "algebra_embed",
+      "head": "flatten_real",
+      "layout": "standard",
+      "dropout_rate": 0.0,
+      "kernel_path": "auto",
+  }
+  tlm.default_config()["d_model"] = 1  # A fresh dict each call.
+  assert tlm.default_config()["d_model"] == 128
+
+
+@pytest.mark.parametrize(
+    ("overrides", "channels"),
+    [
+        ({}, 32),
+        ({"algebra": "R"}, 128),
+        ({"algebra": "H", "d_model": 64, "width_multiplier": 2.0}, 32),
+        ({"algebra": "C", "width_multiplier": 1.5}, 96),
+        ({"algebra": "M3R", "d_model": 72, "num_heads": 2}, 8),
+    ],
+)
+def test_channels_for(overrides, channels):
+  cfg = {**tlm.default_config(), **overrides}
+  assert tlm.channels_for(cfg) == channels
+  assert tlm.channels_for(ml_collections.ConfigDict(cfg)) == channels
+
+
+def test_validate_accepts_config_dicts():
+  tlm.validate_config(ml_collections.ConfigDict(tlm.default_config()))
+  tlm.validate_config(ml_collections.FrozenConfigDict(tlm.default_config()))
+  tlm.validate_config({"algebra": "M2C", "layout": "folded"})  # Partial.
+
+
+@pytest.mark.parametrize(
+    ("overrides", "messages"),
+    [
+        ({"algebra": "M2X"}, ["Unknown algebra 'M2X'", "Did you mean"]),
+        (
+            {"d_model": 130},
+            [
+                "d_model*width_multiplier = 130 is not divisible by the "
+                "dimension 4 of algebra M2R",
+                "multiple of 4, e.g. 128 or 132",
+            ],
+        ),
+        (
+            {"d_model": 100, "width_multiplier": 1.005},
+            ["not an integer", "100.5"],
+        ),
+        ({"width_multiplier": 0}, ["width_multiplier must be a positive"]),
+        (
+            {"num_heads": 3},
+            ["C = d_model*width_multiplier / 4 = 128 / 4 = 32", "num_heads=3"],
+        ),
+        ({"activation": "relu"}, ["unknown activation 'relu'", "split"]),
+        ({"norm": "batch"}, ["unknown norm 'batch'", "only norm='layer'"]),
+        ({"norm_mode": "comp"}, ["unknown norm_mode", "component"]),
+        ({"lift": "real_stem"}, ["only lift='algebra_embed'"]),
+        ({"head": "norm"}, ["only head='flatten_real'"]),
+        ({"layout": "fold"}, ["unknown layout 'fold'", "Did you mean"]),
+        (
+            {"algebra": "H", "layout": "folded"},
+            ["layout='folded' needs a matrix algebra", "'H'"],
+        ),
+        (
+            {"layout": "folded", "kernel_path": "expand"},
+            ["always uses the fold kernel"],
+        ),
+        ({"algebra": "C", "kernel_path": "fold"}, ["needs a matrix algebra"]),
+        ({"kernel_path": "fast"}, ["unknown kernel_path 'fast'"]),
+        ({"num_layers": 0}, ["num_layers must be a positive integer, got 0"]),
+        ({"d_model": -8}, ["d_model must be a positive integer"]),
+        ({"mlp_ratio": 2.5}, ["mlp_ratio must be a positive integer"]),
+        ({"dropout_rate": 1.0}, ["dropout_rate must be in [0, 1)"]),
+        ({"num_head": 2}, ["unknown config key", "did you mean 'num_heads'"]),
+        ({"name": "resnet"}, ["config name is 'resnet'"]),
+    ],
+)
+def test_validate_config_errors(overrides, messages):
+  cfg = ml_collections.ConfigDict({**tlm.default_config(), **overrides})
+  with pytest.raises(ValueError) as err:
+    tlm.validate_config(cfg)
+  for message in messages:
+    assert message in str(err.value)
+
+
+def test_from_config_validates():
+  with pytest.raises(ValueError, match="not divisible"):
+    tlm.from_config({"d_model": 130}, vocab_size=V, max_len=8)
+
+
+# -- registry ------------------------------------------------------------------
+
+
+def test_registry_get():
+  spec = models.get("transformer_lm")
+  assert isinstance(spec, models.ModelSpec)
+  assert spec.name == "transformer_lm"
+  assert spec.default_config is tlm.default_config
+  assert spec.validate_config is tlm.validate_config
+  assert spec.from_config is tlm.from_config
+  assert "transformer_lm" in models.names()
+
+
+def test_registry_unknown_name():
+  with pytest.raises(ValueError, match="Did you mean 'transformer_lm'") as err:
+    models.get("transformer")
+  assert "Valid names: " in str(err.value)
+
+
+def test_registry_register(monkeypatch):
+  monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+  spec = models.ModelSpec("toy", dict, lambda cfg: None, lambda cfg: None)
+  assert models.register("toy", spec) is spec
+  assert models.get("toy") is spec and "toy" in models.names()
+  with pytest.raises(ValueError, match="already registered"):
+    models.register("toy", spec)
+  models.register("toy", spec, overwrite=True)
+  with pytest.raises(ValueError, match="differs"):
+    models.register("other", spec)
+  with pytest.raises(TypeError, match="ModelSpec"):
+    models.register("toy2", {"name": "toy2"})
