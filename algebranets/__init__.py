@@ -3,11 +3,12 @@
 Submodules: `algebras` (registry and products), `kernels` (pure dense/conv
 functions with automatic path choice), `layout` (standard and column-folded
 activations), `layers` (Haiku modules), `metrics` (parameter/MAC accounting),
-`data` (datasets; imported on demand).
+`models` (model registry). Imported on demand: `data` (datasets), `tasks`
+(task registry), `training` (configs, trainer, checkpoints, evaluation).
 """
 
-from algebranets import algebras, kernels, layers, layout, metrics
+from algebranets import algebras, kernels, layers, layout, metrics, models
 
 __version__ = "0.1.0"
 
-__all__ = ["algebras", "kernels", "layers", "layout", "metrics"]
+__all__ = ["algebras", "kernels", "layers", "layout", "metrics", "models"]

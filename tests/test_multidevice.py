@@ -4,6 +4,9 @@ import json
 import subprocess
 import textwrap
 
+import jax
+
+from algebranets.training import evaluator
 from tests import subprocess_env
 
 _SCRIPT = textwrap.dedent("""
@@ -57,3 +60,9 @@ def test_one_and_eight_devices_agree(tiny_corpus, tmp_path):
   assert result["max_param_diff"] < 1e-5, result
   # The 8-device run really was sharded 8 ways.
   assert "on 8 cpu device(s)" in proc.stdout
+  # ... and its checkpoint evaluates here, on this process's single device.
+  assert jax.device_count() == 1
+  result = evaluator.evaluate_workdir(tmp_path / "n8", write=False)
+  final = json.loads((tmp_path / "n8" / "final_metrics.json").read_text())
+  assert result["step"] == 3
+  assert abs(result["bits_per_byte"] - final["bits_per_byte"]) < 1e-5
