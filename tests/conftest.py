@@ -30,6 +30,17 @@ def xla_optimizations():
     yield
 
 
+@pytest.fixture
+def strict_numerics():
+  """No implicit rank promotion (house rule) and full-precision matmuls, so
+  float32 comparisons also hold on TF32 GPUs. Layer and model tests use it."""
+  with (
+      jax.numpy_rank_promotion("raise"),
+      jax.default_matmul_precision("highest"),
+  ):
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
   """A 40 kB generated text file (see tests/lm_helpers.py)."""

@@ -14,13 +14,8 @@ from algebranets.layers import activations
 MATRIX = ["M2R", "M3R", "M2C"]
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _apply(kind, name, x, layout="standard", params=None, **kwargs):

@@ -16,15 +16,8 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 B, T = 2, 5
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  # House rule: no implicit rank promotion; full-precision matmuls so that
-  # float32 comparisons also hold on TF32 GPUs.
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _model(num_heads, alg, **kw):

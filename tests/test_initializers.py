@@ -15,13 +15,8 @@ ALGEBRAS = algebras.names()
 UNIFORM = [n for n in ALGEBRAS if np.ptp(algebras.get(n).component_gains) == 0]
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _sample(init, shape, seed=0):

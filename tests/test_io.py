@@ -13,13 +13,8 @@ from algebranets.layers import io
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _run(make, x, params=None):

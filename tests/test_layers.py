@@ -15,15 +15,8 @@ MATRIX = ["M2R", "M3R", "M2C"]
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  # Every layer test runs with implicit rank promotion forbidden (house rule)
-  # and full-precision matmuls, so comparisons also hold on TF32 GPUs.
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _run(fn, *args, seed=0):

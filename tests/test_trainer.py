@@ -83,6 +83,19 @@ def test_resume_continues_bit_exactly(finished_run, tmp_path):
   assert steps == [5, 8]  # the stale rows after step 4 were dropped
 
 
+def test_corrupt_latest_checkpoint_falls_back(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  for f in (run / "checkpoints" / "8").glob("default/**/d/*"):
+    f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated
+  with pytest.warns(checkpointing.CheckpointWarning, match="8"):
+    trainer.train_and_evaluate(config, run)
+  # Resumed from step 4 and retrained 5..8 to the same parameters.
+  _assert_trees_equal(_params(config, run), _params(config, workdir))
+  assert (run / "checkpoints" / "8.corrupt").is_dir()
+
+
 def test_same_seed_same_metrics(finished_run, tmp_path):
   config, workdir, final = finished_run
   again = trainer.train_and_evaluate(config, tmp_path)

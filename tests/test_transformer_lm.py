@@ -14,13 +14,8 @@ from algebranets.models import transformer_lm as tlm
 V, B, T = 32, 2, 6
 
 
-@pytest.fixture(autouse=True)
-def _strict():
-  with (
-      jax.numpy_rank_promotion("raise"),
-      jax.default_matmul_precision("highest"),
-  ):
-    yield
+# Strict numerics for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _cfg(**kw):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import haiku as hk
@@ -37,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import algebras, kernels, layers
+from algebranets import algebras, config_access, kernels, layers
 from algebranets import layout as layout_lib
 from algebranets.layers import _checks, initializers
 
@@ -307,15 +306,7 @@ def default_config() -> dict[str, Any]:
 
 
 def _as_dict(model_cfg: Any) -> dict[str, Any]:
-  """A plain dict of a ConfigDict / FrozenConfigDict / mapping."""
-  if hasattr(model_cfg, "to_dict"):
-    return dict(model_cfg.to_dict())
-  if isinstance(model_cfg, Mapping):
-    return dict(model_cfg)
-  raise TypeError(
-      "transformer_lm: model_cfg must be an ml_collections ConfigDict or a "
-      f"mapping, got {type(model_cfg).__name__}."
-  )
+  return config_access.as_dict(model_cfg, "transformer_lm: model_cfg")
 
 
 def _resolved(model_cfg: Any) -> dict[str, Any]:

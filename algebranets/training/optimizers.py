@@ -28,12 +28,14 @@ import difflib
 import itertools
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from algebranets import config_access
 
 NAMES = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -77,15 +79,10 @@ def default_config() -> dict[str, Any]:
 
 
 def _as_dict(opt_cfg: Any) -> dict[str, Any]:
-  """Plain dict of the user's keys (ConfigDict references resolved)."""
-  if hasattr(opt_cfg, "to_dict"):  # ml_collections (Frozen)ConfigDict
-    return dict(opt_cfg.to_dict())
-  if isinstance(opt_cfg, Mapping):
-    return dict(opt_cfg)
-  raise TypeError(
-      "The optimizer config must be an ml_collections.ConfigDict or a dict, "
-      f"got {type(opt_cfg).__name__}. Start from "
-      "optimizers.default_config()."
+  return config_access.as_dict(
+      opt_cfg,
+      "The optimizer config",
+      "Start from optimizers.default_config().",
   )
 
 
