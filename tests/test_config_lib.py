@@ -51,6 +51,17 @@ def test_quickstart_config_is_valid_and_has_all_sections(tiny_corpus):
   _validate(quickstart.get_config(None), check_data=False)
 
 
+def test_config_args_combine_with_runlocal():
+  config = quickstart.get_config("algebra=H,runlocal,width=0.5,seed=2")
+  full = quickstart.get_config(None)
+  assert config.model.algebra == "H" and config.model.width_multiplier == 0.5
+  assert config.seed == 2
+  assert config.train.num_steps < full.train.num_steps
+  assert config.model.d_model < full.model.d_model
+  assert config.train.batch_size < full.train.batch_size
+  _validate(config, check_data=False)
+
+
 def test_json_round_trip_keeps_tuples():
   config = quickstart.get_config("runlocal")
   back = config_lib.from_json(config_lib.to_json(config))
