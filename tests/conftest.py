@@ -30,6 +30,21 @@ def xla_optimizations():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory):
+  """Corpora encoded by tests are cached in a temporary directory, not in
+  the user's ~/.cache (subprocesses inherit it through the environment)."""
+  import os
+
+  old = os.environ.get("ALGEBRANETS_DATA")
+  os.environ["ALGEBRANETS_DATA"] = str(tmp_path_factory.mktemp("data_cache"))
+  yield
+  if old is None:
+    os.environ.pop("ALGEBRANETS_DATA", None)
+  else:
+    os.environ["ALGEBRANETS_DATA"] = old
+
+
 @pytest.fixture
 def strict_numerics():
   """No implicit rank promotion (house rule) and full-precision matmuls, so
@@ -47,3 +62,11 @@ def tiny_corpus(tmp_path_factory):
   from tests import lm_helpers
 
   return lm_helpers.write_corpus(tmp_path_factory.mktemp("data") / "tiny.txt")
+
+
+@pytest.fixture(scope="session")
+def tiny_wikitext(tmp_path_factory):
+  """A tiny generated WikiText-style directory (tests/lm_helpers.py)."""
+  from tests import lm_helpers
+
+  return lm_helpers.write_wikitext(tmp_path_factory.mktemp("wikitext"))

@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-from configs import quickstart
+from configs import byte_transformer
 
 _WORDS = [
     "the",
@@ -86,13 +86,57 @@ def write_corpus(path: pathlib.Path, n_bytes: int = 40_000, seed: int = 0):
 
 
 def tiny_config(corpus, arg="runlocal", **overrides):
-  """configs/quickstart.py:runlocal on `corpus`, with dotted overrides."""
-  config = quickstart.get_config(arg)
+  """configs/byte_transformer.py:runlocal on `corpus`, with dotted overrides."""
+  config = byte_transformer.get_config(arg)
   config.data.name = "bytes_file"
   config.data.path = str(corpus)
   config.data.seq_len = 32
   config.eval.batch_size = 8
   config.eval.num_batches = 2
+  return override(config, **overrides)
+
+
+def write_wikitext(directory: pathlib.Path, seed: int = 0) -> pathlib.Path:
+  """A tiny WikiText-style directory (wiki.{train,valid,test}.tokens)."""
+  rng = np.random.default_rng(seed)
+  p = 1.0 / np.arange(1, len(_WORDS) + 1)
+  p /= p.sum()
+  directory.mkdir(parents=True, exist_ok=True)
+  for split, lines in (("train", 600), ("valid", 60), ("test", 60)):
+    out = []
+    for i in range(lines):
+      if i % 20 == 0:
+        out.append(f" = Heading {i} = ")
+        out.append("")
+      words = rng.choice(_WORDS, size=rng.integers(5, 15), p=p)
+      out.append(" " + " ".join(words) + " . ")
+    (directory / f"wiki.{split}.tokens").write_text("\n".join(out) + "\n")
+  return directory
+
+
+def txl_config(corpus, arg="runlocal", **overrides):
+  """configs/enwik8_transformer_xl.py:runlocal on a local byte corpus."""
+  from configs import enwik8_transformer_xl
+
+  config = enwik8_transformer_xl.get_config(arg)
+  config.data.name = "enwiki_sample"
+  config.data.path = str(corpus)
+  config.data.tgt_len = 16
+  config.data.eval_tgt_len = 16
+  config.model.mem_len = 16
+  config.model.eval_mem_len = 32
+  config.model.eval_clamp_len = 32
+  config.train.num_steps = 12
+  config.train.log_every = 4
+  config.train.checkpoint_every = 6
+  config.optimizer.warmup_steps = 0
+  config.eval.every_steps = 0
+  config.eval.batch_size = 8
+  return override(config, **overrides)
+
+
+def override(config, **overrides):
+  """Sets dotted keys, e.g. override(config, **{"train.num_steps": 3})."""
   for dotted, value in overrides.items():
     node = config
     *parents, leaf = dotted.split(".")

@@ -8,7 +8,7 @@ import pytest
 from tests import subprocess_env
 
 QUICK = [
-    "--config=configs/quickstart.py:runlocal",
+    "--config=configs/byte_transformer.py:runlocal",
     "--config.data.name=bytes_file",
     "--config.data.seq_len=32",
     "--config.eval.batch_size=8",

@@ -4,7 +4,7 @@ import ml_collections
 import pytest
 
 from algebranets.training import config_lib
-from configs import quickstart
+from configs import byte_transformer
 from tests import lm_helpers
 
 ConfigError = config_lib.ConfigError
@@ -43,17 +43,17 @@ def test_parse_arg_errors(arg, message):
     config_lib.parse_arg(arg, algebra="M2R", runlocal=False, seed=0)
 
 
-def test_quickstart_config_is_valid_and_has_all_sections(tiny_corpus):
+def test_byte_transformer_config_is_valid_and_has_all_sections(tiny_corpus):
   config = lm_helpers.tiny_config(tiny_corpus)
   for section in config_lib.SECTIONS:
     assert section in config
   _validate(config)
-  _validate(quickstart.get_config(None), check_data=False)
+  _validate(byte_transformer.get_config(None), check_data=False)
 
 
 def test_config_args_combine_with_runlocal():
-  config = quickstart.get_config("algebra=H,runlocal,width=0.5,seed=2")
-  full = quickstart.get_config(None)
+  config = byte_transformer.get_config("algebra=H,runlocal,width=0.5,seed=2")
+  full = byte_transformer.get_config(None)
   assert config.model.algebra == "H" and config.model.width_multiplier == 0.5
   assert config.seed == 2
   assert config.train.num_steps < full.train.num_steps
@@ -63,7 +63,7 @@ def test_config_args_combine_with_runlocal():
 
 
 def test_json_round_trip_keeps_tuples():
-  config = quickstart.get_config("runlocal")
+  config = byte_transformer.get_config("runlocal")
   back = config_lib.from_json(config_lib.to_json(config))
   assert back.data.split == config.data.split
   assert isinstance(back.data.split, tuple)

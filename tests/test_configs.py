@@ -19,16 +19,29 @@ def test_there_are_configs():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_config_runs_one_step_runlocal(path, tiny_corpus, tmp_path):
+def test_config_runs_one_step_runlocal(
+    path, tiny_corpus, tiny_wikitext, tmp_path
+):
   module = sweep.load_config_module(str(path))
   assert module.__doc__ and "python -m experiments.train" in module.__doc__
   config = module.get_config("runlocal")
   assert config.train.num_steps <= 200, "runlocal must be a short CPU run"
   config_lib.validate(config, num_devices=1, check_data=False)
-  if config.task == "byte_lm":  # local data instead of the embedded sample
+  # Local generated data instead of the embedded samples.
+  if config.task == "byte_lm":
     config.data.name = "bytes_file"
     config.data.path = str(tiny_corpus)
     config.data.seq_len = min(config.data.seq_len, 32)
+    config.eval.batch_size = 8
+  elif config.data.name in ("wikitext103", "wikitext_sample"):
+    config.data.name = "wikitext_sample"
+    config.data.path = str(tiny_wikitext)
+    config.data.tgt_len = config.data.eval_tgt_len = 16
+    config.eval.batch_size = 4
+  else:
+    config.data.name = "enwiki_sample"
+    config.data.path = str(tiny_corpus)
+    config.data.tgt_len = config.data.eval_tgt_len = 16
     config.eval.batch_size = 8
   config.train.num_steps = 1
   config.optimizer.warmup_steps = 0

@@ -18,27 +18,36 @@ _SCRIPT = textwrap.dedent("""
 
     corpus, root = sys.argv[1], sys.argv[2]
     assert jax.device_count() == 8, jax.devices()
-    out = {}
-    params = {}
-    for n in (1, 8):
-      config = lm_helpers.tiny_config(corpus, **{
-          "model.algebra": "M2R", "train.batch_size": 16,
-          "train.num_steps": 3, "train.num_devices": n,
-          "eval.batch_size": 8, "eval.every_steps": 0,
-          # Adam's first steps are ~lr * sign(g): rounding noise in a
-          # near-zero gradient would flip whole updates. SGD keeps the
-          # comparison about the sharding.
-          "optimizer.name": "sgd", "optimizer.learning_rate": 0.5,
-          "optimizer.weight_decay": 0.0})
-      final = trainer.train_and_evaluate(config, f"{root}/n{n}")
-      abstract = Experiment(config).abstract_state().params
-      params[n] = jax.device_get(
-          checkpointing.restore_params(f"{root}/n{n}", abstract))
-      out[n] = final
-    diffs = jax.tree.leaves(jax.tree.map(
-        lambda a, b: float(np.max(np.abs(a - b))), params[1], params[8]))
-    print("RESULT" + json.dumps({"loss1": out[1]["loss"],
-        "loss8": out[8]["loss"], "max_param_diff": max(diffs)}))
+    # Adam's first steps are ~lr * sign(g): rounding noise in a near-zero
+    # gradient would flip whole updates. SGD keeps the comparison about the
+    # sharding.
+    sgd = {"optimizer.name": "sgd", "optimizer.learning_rate": 0.5,
+           "optimizer.weight_decay": 0.0, "optimizer.warmup_steps": 0,
+           "eval.every_steps": 0, "eval.batch_size": 8}
+    makers = {
+        # Random windows, no recurrent state.
+        "lm": lambda n: lm_helpers.tiny_config(corpus, **{
+            "model.algebra": "M2R", "train.batch_size": 16,
+            "train.num_steps": 3, "train.num_devices": n, **sgd}),
+        # Transformer-XL: memories sharded on the batch axis, carried over.
+        "txl": lambda n: lm_helpers.txl_config(corpus, **{
+            "train.num_steps": 3, "train.num_devices": n, **sgd}),
+    }
+    result = {}
+    for kind, make in makers.items():
+      out, params = {}, {}
+      for n in (1, 8):
+        config = make(n)
+        workdir = f"{root}/{kind}{n}"
+        out[n] = trainer.train_and_evaluate(config, workdir)
+        abstract = Experiment(config).abstract_state().params
+        params[n] = jax.device_get(
+            checkpointing.restore_params(workdir, abstract))
+      diffs = jax.tree.leaves(jax.tree.map(
+          lambda a, b: float(np.max(np.abs(a - b))), params[1], params[8]))
+      result[kind] = {"loss1": out[1]["loss"], "loss8": out[8]["loss"],
+                      "max_param_diff": max(diffs)}
+    print("RESULT" + json.dumps(result))
     """)
 
 
@@ -55,14 +64,17 @@ def test_one_and_eight_devices_agree(tiny_corpus, tmp_path):
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-  result = json.loads(line[len("RESULT") :])
-  assert abs(result["loss1"] - result["loss8"]) < 1e-5, result
-  assert result["max_param_diff"] < 1e-5, result
+  results = json.loads(line[len("RESULT") :])
+  for result in results.values():
+    assert abs(result["loss1"] - result["loss8"]) < 1e-5, results
+    assert result["max_param_diff"] < 1e-5, results
   # The 8-device run really was sharded 8 ways.
   assert "on 8 cpu device(s)" in proc.stdout
   # ... and its checkpoint evaluates here, on this process's single device.
   assert jax.device_count() == 1
-  result = evaluator.evaluate_workdir(tmp_path / "n8", write=False)
-  final = json.loads((tmp_path / "n8" / "final_metrics.json").read_text())
-  assert result["step"] == 3
-  assert abs(result["bits_per_byte"] - final["bits_per_byte"]) < 1e-5
+  for kind in ("lm", "txl"):
+    workdir = tmp_path / f"{kind}8"
+    result = evaluator.evaluate_workdir(workdir, write=False)
+    final = json.loads((workdir / "final_metrics.json").read_text())
+    assert result["step"] == 3
+    assert abs(result["bits_per_byte"] - final["bits_per_byte"]) < 1e-5

@@ -20,7 +20,7 @@ def _command(corpus, workdir):
       subprocess_env.python(),
       "-m",
       "experiments.train",
-      "--config=configs/quickstart.py:runlocal",
+      "--config=configs/byte_transformer.py:runlocal",
       "--config.data.name=bytes_file",
       f"--config.data.path={corpus}",
       "--config.data.seq_len=32",

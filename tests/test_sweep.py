@@ -11,9 +11,9 @@ from scripts import sweep
 from tests import subprocess_env
 
 
-def test_quickstart_sweep_expands_with_seeds():
+def test_byte_transformer_sweep_expands_with_seeds():
   jobs = sweep.expand(
-      "configs/quickstart.py:runlocal", workdir_root="runs", num_seeds=2
+      "configs/byte_transformer.py:runlocal", workdir_root="runs", num_seeds=2
   )
   assert len(jobs) == 4 * 2 * 2
   first = jobs[0]
@@ -26,24 +26,24 @@ def test_quickstart_sweep_expands_with_seeds():
   assert jobs[1]["overrides"]["seed"] == 1
   cmd = first["command"]
   assert cmd[:3] == ["python", "-m", "experiments.train"]
-  assert "--config=configs/quickstart.py:runlocal" in cmd
+  assert "--config=configs/byte_transformer.py:runlocal" in cmd
   assert "--config.model.algebra=R" in cmd and "--config.seed=0" in cmd
   assert len({j["workdir"] for j in jobs}) == len(jobs)
 
 
 def test_single_seed_leaves_seed_alone():
-  jobs = sweep.expand("configs/quickstart.py")
+  jobs = sweep.expand("configs/byte_transformer.py")
   assert all("seed" not in j["overrides"] for j in jobs)
-  assert jobs[0]["workdir"].startswith("workdirs/quickstart/")
+  assert jobs[0]["workdir"].startswith("workdirs/byte_transformer/")
 
 
 def _config_file(tmp_path, body):
   path = tmp_path / "cfg.py"
   path.write_text(textwrap.dedent("""
-          from configs import quickstart
+          from configs import byte_transformer
 
           def get_config(arg=None):
-            return quickstart.get_config(arg)
+            return byte_transformer.get_config(arg)
           """) + textwrap.dedent(body))
   return str(path)
 
@@ -86,10 +86,12 @@ def test_cli_dry_run_and_json():
         timeout=120,
     )
 
-  dry = run("--config=configs/quickstart.py:runlocal", "--dry_run")
+  dry = run("--config=configs/byte_transformer.py:runlocal", "--dry_run")
   assert dry.returncode == 0, dry.stderr
   lines = dry.stdout.strip().splitlines()
   assert len(lines) == 8 and all("experiments.train" in x for x in lines)
-  js = run("--config=configs/quickstart.py", "--format=json", "--num_seeds=3")
+  js = run(
+      "--config=configs/byte_transformer.py", "--format=json", "--num_seeds=3"
+  )
   assert js.returncode == 0, js.stderr
   assert len(json.loads(js.stdout)) == 24

@@ -335,7 +335,7 @@ def test_registry_get():
 
 def test_registry_unknown_name():
   with pytest.raises(ValueError, match="Did you mean 'transformer_lm'") as err:
-    models.get("transformer")
+    models.get("transformer_lmm")
   assert "Valid names: " in str(err.value)
 
 

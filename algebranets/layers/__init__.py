@@ -5,7 +5,7 @@ touches activations, `layout` ('standard' [..., C, d] or 'folded'
 [n, ..., C, n*e] for matrix algebras; see `algebranets.layout`).
 """
 
-from algebranets.layers import attention
+from algebranets.layers import adaptive, attention, relative_attention
 from algebranets.layers.activations import (
     ACTIVATIONS,
     SPLIT_FUNCTIONS,
@@ -14,6 +14,11 @@ from algebranets.layers.activations import (
     get_activation,
     modrelu,
     split,
+)
+from algebranets.layers.adaptive import (
+    AdaptiveEmbedding,
+    ProjectedAdaptiveLogSoftmax,
+    check_cutoffs,
 )
 from algebranets.layers.attention import MultiHeadAttention
 from algebranets.layers.conv import Conv2D, DepthwiseConv2D
@@ -45,6 +50,7 @@ from algebranets.layers.normalization import (
     LayerNorm,
     get_norm,
 )
+from algebranets.layers.relative_attention import RelativeMultiHeadAttention
 
 __all__ = [
     "ACTIVATIONS",
@@ -53,6 +59,7 @@ __all__ = [
     "NORM_MODES",
     "SPLIT_FUNCTIONS",
     "Activation",
+    "AdaptiveEmbedding",
     "AlgebraVarianceScaling",
     "BatchNorm",
     "Conv2D",
@@ -65,9 +72,13 @@ __all__ = [
     "MultiHeadAttention",
     "Norm",
     "Pad",
+    "ProjectedAdaptiveLogSoftmax",
     "RealStem",
+    "RelativeMultiHeadAttention",
     "Tile",
+    "adaptive",
     "attention",
+    "check_cutoffs",
     "component_scales",
     "fan_in",
     "first_component_gate",
@@ -77,5 +88,6 @@ __all__ = [
     "get_lift",
     "get_norm",
     "modrelu",
+    "relative_attention",
     "split",
 ]

@@ -10,7 +10,8 @@ of the config's model section:
     model = spec.from_config(cfg.model, vocab_size=256, max_len=512)
     return model(tokens, is_training=is_training)
 
-Registered: 'transformer_lm' (`algebranets.models.transformer_lm`).
+Registered: 'transformer_lm' (`algebranets.models.transformer_lm`),
+'transformer_xl' (`algebranets.models.transformer_xl`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ class ModelSpec:
     validate_config: (model_cfg) -> None; raises ValueError on bad values.
     from_config: (model_cfg, **model-specific keywords) -> hk.Module; call
       inside hk.transform.
+    channels_for: (model_cfg) -> int, the algebra channels C of the model's
+      activations (d_model * width_multiplier / algebra dim); tasks that
+      keep activations as state (recurrent memories) size it with this.
   """
 
   name: str
   default_config: Callable[[], dict[str, Any]]
   validate_config: Callable[[Any], None]
   from_config: Callable[..., Any]
+  channels_for: Callable[[Any], int] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -93,7 +98,7 @@ def names() -> list[str]:
 
 
 # Imported after the registry exists so model modules may use it.
-from algebranets.models import transformer_lm  # noqa: E402
+from algebranets.models import transformer_lm, transformer_xl  # noqa: E402
 
 register(
     transformer_lm.NAME,
@@ -102,7 +107,26 @@ register(
         default_config=transformer_lm.default_config,
         validate_config=transformer_lm.validate_config,
         from_config=transformer_lm.from_config,
+        channels_for=transformer_lm.channels_for,
     ),
 )
 
-__all__ = ["ModelSpec", "get", "names", "register", "transformer_lm"]
+register(
+    transformer_xl.NAME,
+    ModelSpec(
+        name=transformer_xl.NAME,
+        default_config=transformer_xl.default_config,
+        validate_config=transformer_xl.validate_config,
+        from_config=transformer_xl.from_config,
+        channels_for=transformer_xl.channels_for,
+    ),
+)
+
+__all__ = [
+    "ModelSpec",
+    "get",
+    "names",
+    "register",
+    "transformer_lm",
+    "transformer_xl",
+]

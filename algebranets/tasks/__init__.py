@@ -53,6 +53,7 @@ def get(name: str) -> TaskSpec:
   raise ValueError(f"Unknown task {name!r}; valid tasks: {names()}.{hint}")
 
 
-from algebranets.tasks import byte_lm  # noqa: E402  (registers itself)
+# Each registers itself on import.
+from algebranets.tasks import byte_lm, stream_lm  # noqa: E402
 
-__all__ = ["TaskSpec", "byte_lm", "get", "names", "register"]
+__all__ = ["TaskSpec", "byte_lm", "get", "names", "register", "stream_lm"]

@@ -149,7 +149,10 @@ class ByteLMTask:
 
     return fn, (jax.ShapeDtypeStruct((1, self.seq_len), jnp.int32),)
 
-  def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+  def example_batch(
+      self, batch_size: int, is_training: bool = True
+  ) -> dict[str, np.ndarray]:
+    del is_training  # same shapes for training and evaluation
     z = np.zeros((batch_size, self.seq_len), np.int32)
     return {"inputs": z, "targets": z}
 

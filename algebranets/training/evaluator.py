@@ -54,10 +54,14 @@ def evaluate(
   """
   totals: dict[str, float] = {}
   pending = []
+  model_state = exp.eval_model_state(state, batch_size)
   for batch in exp.task.eval_batches(
       split, batch_size=batch_size, num_batches=num_batches
   ):
-    pending.append(exp.eval_step(state, exp.to_device(batch)))
+    sums, model_state = exp.eval_step(
+        state.params, model_state, exp.to_device(batch)
+    )
+    pending.append(sums)
     if len(pending) >= 16:  # bounded device memory, still runs ahead
       _accumulate(totals, pending)
       pending = []

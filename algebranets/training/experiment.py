@@ -20,6 +20,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding
 
 from algebranets import metrics as metrics_lib
 from algebranets import tasks
@@ -80,24 +81,22 @@ class Experiment:
     self.replicated = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
 
-    self.init = jax.jit(self._init, out_shardings=self.replicated)
+    self.state_sharding = self._state_sharding()
+    self.init = jax.jit(self._init, out_shardings=self.state_sharding)
     self.train_step = jax.jit(
         self._train_step,
-        in_shardings=(self.replicated, self.batch_sharding),
-        out_shardings=(self.replicated, self.replicated),
+        in_shardings=(self.state_sharding, self.batch_sharding),
+        out_shardings=(self.state_sharding, self.replicated),
         donate_argnums=0,
     )
-    self.eval_step = jax.jit(
-        self._eval_step,
-        in_shardings=(self.replicated, self.batch_sharding),
-        out_shardings=self.replicated,
-    )
+    self._eval_steps: dict[Any, Any] = {}
 
   # ------------------------------------------------------------- pure fns --
   def _init(self) -> TrainState:
     key = jax.random.key(self.config.seed)
     init_key, train_key = jax.random.split(key)
-    example = self.task.example_batch(1)
+    # The global batch: recurrent state (Transformer-XL memories) has it.
+    example = self.task.example_batch(self.config.train.batch_size)
     params, model_state = self.model.init(init_key, example, is_training=True)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -137,23 +136,90 @@ class Experiment:
     )
     return new_state, metrics
 
-  def _eval_step(self, state: TrainState, batch):
-    params = cast_floating(state.params, self.compute_dtype)
-    (_, sums), _ = self.model.apply(
-        params, state.model_state, None, batch, is_training=False
+  def _eval_step(self, params, model_state, batch):
+    params = cast_floating(params, self.compute_dtype)
+    (_, sums), model_state = self.model.apply(
+        params, model_state, None, batch, is_training=False
     )
-    return sums
+    return sums, model_state
 
   # -------------------------------------------------------------- helpers --
+  def _partition(self, tree) -> Any:
+    """NamedShardings for a state tree: the task's rule, else replicated.
+
+    A task may shard model-state leaves on the batch axis (recurrent
+    memories have the batch in them) with `state_partition(path, leaf)`
+    returning a PartitionSpec or None.
+    """
+    rule = getattr(self.task, "state_partition", None)
+
+    def one(path, leaf):
+      spec = rule(jax.tree_util.keystr(path), leaf) if rule else None
+      if spec is None:
+        return self.replicated
+      return NamedSharding(self.mesh, spec)
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+  def _state_sharding(self) -> TrainState:
+    shapes = jax.eval_shape(self._init)
+    model_state = self._partition(shapes.model_state)
+    rest = jax.tree.map(
+        lambda _: self.replicated, shapes._replace(model_state=None)
+    )
+    return rest._replace(model_state=model_state)
+
   def abstract_state(self) -> TrainState:
-    """Shapes, dtypes and (replicated) shardings of the state; no compute."""
+    """Shapes, dtypes and shardings of the state; no compute."""
     shapes = jax.eval_shape(self._init)
     return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(
-            s.shape, s.dtype, sharding=self.replicated
-        ),
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
         shapes,
+        self.state_sharding,
     )
+
+  def eval_model_state(self, state: TrainState, batch_size: int) -> Any:
+    """The model state evaluation starts from.
+
+    Statistics (BatchNorm averages) come from training; recurrent state is
+    fresh for the evaluation batch (the task's `eval_model_state(trained,
+    fresh)` decides; by default the trained state is used as is).
+    """
+    pick = getattr(self.task, "eval_model_state", None)
+    if pick is None:
+      return state.model_state
+    example = self.task.example_batch(batch_size, is_training=False)
+    fresh = jax.eval_shape(
+        lambda: self.model.init(jax.random.key(0), example, is_training=False)[
+            1
+        ]
+    )
+    shardings = self._partition(fresh)
+    zeros = jax.jit(
+        lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), fresh),
+        out_shardings=shardings,
+    )()
+    return pick(state.model_state, zeros)
+
+  def eval_step(self, params, model_state, batch):
+    """(metric sums, next model state) of one evaluation batch."""
+    key = jax.tree.map(lambda x: (x.shape, x.dtype, x.sharding), model_state)
+    key = jax.tree_util.tree_flatten(key)
+    key = (str(key[1]), tuple(key[0]))
+    if key not in self._eval_steps:
+      self._eval_steps[key] = jax.jit(
+          self._eval_step,
+          in_shardings=(
+              self.replicated,
+              jax.tree.map(lambda x: x.sharding, model_state),
+              self.batch_sharding,
+          ),
+          out_shardings=(
+              self.replicated,
+              jax.tree.map(lambda x: x.sharding, model_state),
+          ),
+      )
+    return self._eval_steps[key](params, model_state, batch)
 
   def to_device(self, local_batch) -> Any:
     return sharding.to_global(local_batch, self.batch_sharding)

@@ -216,6 +216,12 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
           f"unigram entropy of the {ev.split} split: {baseline:.4f} bits/byte;"
           f" the model is {baseline - final['bits_per_byte']:.4f} bits below."
       )
+    baseline = data_info.get(f"{ev.split}_unigram_perplexity")
+    if baseline is not None and "perplexity" in final:
+      _say(
+          f"unigram perplexity of the {ev.split} split: {baseline:.1f}; the "
+          f"model's is {final['perplexity']:.1f}."
+      )
   finally:
     writer.close()
     ckpt.close()
