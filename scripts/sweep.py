@@ -19,7 +19,6 @@ already holds final_metrics.json, so an interrupted sweep resumes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import shlex
@@ -53,16 +52,6 @@ _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the jobs instead of running them."
 )
 flags.mark_flags_as_required(["config"])
-
-
-def load_config_module(path: str):
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise FileNotFoundError(f"Config file {path!r} not found.")
-  spec = importlib.util.spec_from_file_location(f"_sweep_{file.stem}", file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _format_value(value: Any) -> str:
@@ -132,7 +121,7 @@ def expand(
     ValueError: no sweep() in the file, an empty sweep, a bad key or value.
   """
   path, _, arg = config_arg.partition(":")
-  module = load_config_module(path)
+  module = config_lib.load_config_file(path)
   if not hasattr(module, "sweep"):
     raise ValueError(
         f"{path} defines no sweep(add, arg=None); add one (see "

@@ -5,7 +5,6 @@ import pathlib
 import pytest
 
 from algebranets.training import config_lib, trainer
-from scripts import sweep
 
 CONFIGS = sorted(
     p
@@ -22,7 +21,7 @@ def test_there_are_configs():
 def test_config_runs_one_step_runlocal(
     path, tiny_corpus, tiny_wikitext, tmp_path
 ):
-  module = sweep.load_config_module(str(path))
+  module = config_lib.load_config_file(str(path))
   assert module.__doc__ and "python -m experiments.train" in module.__doc__
   config = module.get_config("runlocal")
   assert config.train.num_steps <= 200, "runlocal must be a short CPU run"

@@ -667,7 +667,7 @@ def test_channels_for(overrides, channels):
             "d_model*width_multiplier = 510 is not divisible by "
             "the dimension 4 of algebra M2R",
         ),
-        ({"d_inner": 2050}, "d_inner*width_multiplier = 2050"),
+        ({"d_inner": 0}, "d_inner"),
         ({"num_heads": 3}, "not divisible by num_heads=3"),
         ({"cutoffs": (100, 200), "div_val": 16}, "div_val**2 = 256"),
         ({"cutoffs": (200, 100)}, "strictly increasing"),
@@ -721,3 +721,10 @@ def test_from_config_and_registry():
   assert train.tie_projs == (False, False)  # Padded to one per cluster.
   with pytest.raises(ValueError, match="num_heads"):
     spec.from_config({"num_heads": 5}, vocab_size=10)
+
+
+def test_inner_width_rounds_to_whole_algebra_channels():
+  cfg = dict(txl.default_config(), algebra="M2R", d_inner=2050)
+  assert txl.inner_channels_for(cfg) == 512  # 2050 / 4 = 512.5 -> 512
+  cfg = dict(cfg, d_model=410, width_multiplier=820 / 410)
+  assert txl.inner_channels_for(cfg) == 1025  # exact when integral

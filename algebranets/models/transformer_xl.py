@@ -804,13 +804,27 @@ def channels_for(model_cfg: Any) -> int:
 
 
 def inner_channels_for(model_cfg: Any) -> int:
-  """F = d_inner * width_multiplier / algebra.dim, the FFN algebra channels.
+  """F = round(d_inner * width_multiplier / algebra.dim), the FFN channels.
+
+  Unlike d_model (which heads and the algebra must divide), the FFN width
+  has no structural constraint, so a width multiplier that scales d_model to
+  a valid width (e.g. sqrt(d) for matched parameters) is allowed to give a
+  fractional d_inner, rounded to the nearest algebra channel. Exact for
+  multipliers that keep d_inner integral and divisible.
 
   Raises:
-    ValueError: d_inner * width_multiplier not a positive integer divisible
-      by the algebra dimension.
+    ValueError: d_inner not a positive int, or a bad width_multiplier.
   """
-  return _algebra_channels(_resolved(model_cfg), "d_inner")
+  cfg = _resolved(model_cfg)
+  _check_int(cfg, "d_inner", 1)
+  wm = cfg["width_multiplier"]
+  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
+    raise ValueError(
+        "transformer_xl: width_multiplier must be a positive number, got "
+        f"{wm!r}."
+    )
+  d = algebras.get(cfg["algebra"]).dim
+  return max(1, round(cfg["d_inner"] * wm / d))
 
 
 def _check_cutoffs(cfg: dict[str, Any], c: int) -> None:

@@ -20,6 +20,7 @@ inconsistency into a `ConfigError` that says what to change.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import pathlib
 from collections.abc import Mapping
@@ -333,3 +334,18 @@ def _tuplify(obj: Any) -> Any:
 def from_json(text: str) -> ml_collections.ConfigDict:
   """Inverse of `to_json` (lists become tuples again)."""
   return ml_collections.ConfigDict(_tuplify(json.loads(text)))
+
+
+def load_config_file(path: str | pathlib.Path):
+  """Imports a config file (`configs/X.py`) as a module, like config_flags.
+
+  Raises:
+    FileNotFoundError: no such file.
+  """
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise FileNotFoundError(f"Config file {str(path)!r} not found.")
+  spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
