@@ -9,7 +9,7 @@ Writes <workdir>/eval_<split>_step<N>.json.
 
 from absl import app, flags
 
-from algebranets.training import evaluator, sharding
+from algebranets.training import checkpointing, config_lib, evaluator, sharding
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
@@ -32,14 +32,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   sharding.maybe_initialize_distributed()
-  result = evaluator.evaluate_workdir(
-      _WORKDIR.value,
-      step=_STEP.value,
-      split=_SPLIT.value,
-      batch_size=_BATCH.value,
-      num_batches=_NUM_BATCHES.value,
-      data_path=_DATA_PATH.value,
-  )
+  try:
+    result = evaluator.evaluate_workdir(
+        _WORKDIR.value,
+        step=_STEP.value,
+        split=_SPLIT.value,
+        batch_size=_BATCH.value,
+        num_batches=_NUM_BATCHES.value,
+        data_path=_DATA_PATH.value,
+    )
+  except (
+      FileNotFoundError,
+      config_lib.ConfigError,
+      checkpointing.CheckpointError,
+  ) as e:
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
   print(
       f"{_WORKDIR.value} step {result['step']} {result['split']}: "
       + " | ".join(

@@ -9,7 +9,7 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 from absl import app, flags
 from ml_collections import config_flags
 
-from algebranets.training import sharding, trainer
+from algebranets.training import checkpointing, config_lib, sharding, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -29,8 +29,14 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except trainer.PreemptedError as e:
-    raise SystemExit(f"{e}") from None
+  except (
+      config_lib.ConfigError,
+      checkpointing.CheckpointError,
+      trainer.NonFiniteError,
+      trainer.PreemptedError,
+  ) as e:
+    # The message says what to change; a traceback would only bury it.
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -89,3 +89,20 @@ def test_eval_of_non_workdir_fails_clearly(tmp_path):
   proc = _run(["-m", "experiments.eval", f"--workdir={tmp_path}"])
   assert proc.returncode != 0
   assert "is not a training workdir" in proc.stderr
+
+
+def test_bad_data_fails_with_a_message_not_a_traceback(tiny_corpus, tmp_path):
+  proc = _run(
+      [
+          "-m",
+          "experiments.train",
+          *QUICK,
+          f"--config.data.path={tiny_corpus}",
+          "--config.data.seq_len=100000",  # longer than the tiny splits
+          f"--workdir={tmp_path}",
+      ]
+  )
+  assert proc.returncode != 0
+  assert "ConfigError: data (bytes_file)" in proc.stderr
+  assert "fewer than seq_len + 1" in proc.stderr
+  assert "Traceback" not in proc.stderr

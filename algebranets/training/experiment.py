@@ -68,11 +68,16 @@ class Experiment:
         process_count=self.process_count,
         check_data=check_data,
     )
-    self.task = tasks.get(config.task).build(
-        config,
-        process_index=self.process_index,
-        process_count=self.process_count,
-    )
+    try:
+      self.task = tasks.get(config.task).build(
+          config,
+          process_index=self.process_index,
+          process_count=self.process_count,
+      )
+    except (ValueError, FileNotFoundError, IsADirectoryError) as e:
+      # Missing, malformed or too-short data: a fix in the config or on
+      # disk, reported like every other start-up check.
+      raise config_lib.ConfigError(f"data ({config.data.name}): {e}") from e
     self.model = hk.transform_with_state(self.task.model_fn)
     self.optimizer, self.schedule = optimizers.make_optimizer(
         config.optimizer, config.train.num_steps
