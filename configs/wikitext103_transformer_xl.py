@@ -26,7 +26,6 @@ AlgebraNets' own TXL sizes and schedules are unknown. Data: WikiText-103
 Runtime: days on accelerators (base); runlocal a few minutes on CPU.
 """
 
-from algebranets.training import config_lib
 from configs import _txl_common
 
 CUTOFFS = (20000, 40000, 200000)
@@ -71,91 +70,21 @@ SIZES = {
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(
-      arg,
-      algebra="M2R",
-      size="base",
-      width=1.0,
-      match_params=False,
-      runlocal=False,
-      seed=0,
-      path="",
-  )
-  if arg.size not in SIZES:
-    raise config_lib.ConfigError(
-        f"size={arg.size!r}; use one of {sorted(SIZES)}."
-    )
-  s = SIZES[arg.size]
-  config = config_lib.base_config("stream_lm", "transformer_xl")
-  config.seed = arg.seed
-  config.data.name = "wikitext103"
-  config.data.path = arg.path
-  config.data.tgt_len = s["tgt_len"]
-  config.data.eval_tgt_len = s["eval_tgt_len"]
-
+  arg = _txl_common.parse(arg)
+  config = _txl_common.make_config(arg, SIZES, "wikitext103")
   m = config.model
-  m.algebra = arg.algebra
-  m.num_layers = s["num_layers"]
-  m.d_model = s["d_model"]
-  m.num_heads = s["num_heads"]
-  m.d_inner = s["d_inner"]
-  m.width_multiplier = (
-      _txl_common.matched_width(arg.algebra, s["d_model"], s["num_heads"])
-      if arg.match_params
-      else arg.width
-  )
-  m.dropout_rate = s["dropout_rate"]
-  m.attention_dropout_rate = s["attention_dropout_rate"]
-  m.mem_len = s["mem_len"]
-  m.eval_mem_len = s["eval_mem_len"]
-  m.clamp_len = -1
-  m.eval_clamp_len = s["eval_clamp_len"]
-  m.same_length = False
-  m.eval_same_length = True
   m.cutoffs = CUTOFFS
-  m.div_val = s["div_val"]
-  m.untie_r = s["untie_r"]
-  m.tie_weight = True
+  m.div_val = SIZES[arg.size]["div_val"]
+  m.untie_r = SIZES[arg.size]["untie_r"]
   m.tie_projs = (False, True, True, True)
-
-  _txl_common.apply_official_optimizer(config, warmup_steps=s["warmup_steps"])
-  config.train.batch_size = s["batch_size"]
-  config.train.num_steps = s["num_steps"]
-  config.train.log_every = 200
-  config.train.checkpoint_every = 4000
-  config.eval.every_steps = 4000
-  config.eval.num_batches = 200
-  config.eval.batch_size = 10
-  config.eval.split = "valid"
-
   if arg.runlocal:
-    config.data.name = "wikitext_sample"
-    config.data.tgt_len = 32
-    config.data.eval_tgt_len = 32
-    m.num_layers = 2
-    m.d_model = 64
-    m.num_heads = 2
-    m.d_inner = 128
-    if arg.match_params:
-      m.width_multiplier = _txl_common.matched_width(arg.algebra, 64, 2)
-    m.dropout_rate = 0.0
-    m.attention_dropout_rate = 0.0
-    m.mem_len = 32
-    m.eval_mem_len = 64
-    m.eval_clamp_len = 64
+    _txl_common.shrink_for_cpu(
+        config, arg, data_name="wikitext_sample", tgt_len=32
+    )
     m.cutoffs = (2000, 10000)
     m.div_val = 1
     m.untie_r = False
     m.tie_projs = (False, True, True)
-    config.optimizer.learning_rate = 2e-3
-    config.optimizer.warmup_steps = 10
-    config.train.batch_size = 8
-    config.train.num_steps = 100
-    config.train.log_every = 20
-    config.train.checkpoint_every = 50
-    config.eval.every_steps = 50
-    config.eval.num_batches = 10
-    config.eval.batch_size = 16
   return config
 
 
@@ -164,13 +93,4 @@ def sweep(add, arg=None):
 
   `scripts.sweep --config configs/wikitext103_transformer_xl.py:path=/data/wt103`
   """
-  for algebra in _txl_common.HEAD_ALGEBRAS:
-    cfg = get_config(
-        ",".join(filter(None, [arg, "match_params"])) + f",algebra={algebra}"
-    )
-    add(
-        **{
-            "model.algebra": algebra,
-            "model.width_multiplier": cfg.model.width_multiplier,
-        }
-    )
+  _txl_common.sweep_matched(get_config, add, arg)

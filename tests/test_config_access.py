@@ -22,3 +22,22 @@ def test_bad_type_message():
       TypeError, match=r"The model config must be .* got list\. Use X"
   ):
     config_access.as_dict([1], "The model config", "Use X")
+
+
+def test_with_defaults_fills_and_rejects_typos():
+  got = config_access.with_defaults({"a": 5}, {"a": 1, "b": 2}, "m")
+  assert got == {"a": 5, "b": 2}
+  with pytest.raises(
+      ValueError,
+      match=r"m: unknown config key\(s\) 'bb' \(did you mean 'b'\?\)",
+  ):
+    config_access.with_defaults({"bb": 1}, {"a": 1, "b": 2}, "m")
+
+
+def test_check_choice():
+  config_access.check_choice("x", "kind", ("x", "y"), "m")
+  with pytest.raises(
+      ValueError,
+      match=r"m: unknown kind 'yy'\. Did you mean 'y'\? Valid: x, y\.!",
+  ):
+    config_access.check_choice("yy", "kind", ("x", "y"), "m", "!")

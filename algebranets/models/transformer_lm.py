@@ -27,7 +27,6 @@ numbers per token, i.e. C = d_model * width_multiplier / d algebra channels.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
 
@@ -305,27 +304,9 @@ def default_config() -> dict[str, Any]:
   }
 
 
-def _as_dict(model_cfg: Any) -> dict[str, Any]:
-  return config_access.as_dict(model_cfg, "transformer_lm: model_cfg")
-
-
 def _resolved(model_cfg: Any) -> dict[str, Any]:
   """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  cfg = _as_dict(model_cfg)
-  defaults = default_config()
-  unknown = sorted(set(cfg) - set(defaults))
-  if unknown:
-    hints = []
-    for key in unknown:
-      close = difflib.get_close_matches(key, defaults, n=1)
-      hints.append(
-          f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-      )
-    raise ValueError(
-        f"transformer_lm: unknown config key(s) {', '.join(hints)}; valid "
-        f"keys: {', '.join(defaults)}."
-    )
-  return {**defaults, **cfg}
+  return config_access.with_defaults(model_cfg, default_config(), NAME)
 
 
 def _is_int(v) -> bool:
@@ -341,13 +322,7 @@ def _check_positive_int(cfg: dict[str, Any], key: str) -> None:
 
 
 def _check_choice(cfg, key: str, valid, note: str = "") -> None:
-  if cfg[key] not in valid:
-    close = difflib.get_close_matches(str(cfg[key]), list(valid), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"transformer_lm: unknown {key} {cfg[key]!r}.{hint} Valid: "
-        f"{', '.join(valid)}.{note}"
-    )
+  config_access.check_choice(cfg[key], key, valid, NAME, note)
 
 
 def _real_width(cfg: dict[str, Any]) -> int:

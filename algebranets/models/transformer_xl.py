@@ -80,7 +80,6 @@ d, F = d_inner * width_multiplier / d.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from collections.abc import Sequence
@@ -681,21 +680,7 @@ def default_config() -> dict[str, Any]:
 
 def _resolved(model_cfg: Any) -> dict[str, Any]:
   """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  cfg = config_access.as_dict(model_cfg, "transformer_xl: model_cfg")
-  defaults = default_config()
-  unknown = sorted(set(cfg) - set(defaults))
-  if unknown:
-    hints = []
-    for key in unknown:
-      close = difflib.get_close_matches(key, defaults, n=1)
-      hints.append(
-          f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-      )
-    raise ValueError(
-        f"transformer_xl: unknown config key(s) {', '.join(hints)}; valid "
-        f"keys: {', '.join(defaults)}."
-    )
-  return {**defaults, **cfg}
+  return config_access.with_defaults(model_cfg, default_config(), NAME)
 
 
 def _is_int(v) -> bool:
@@ -737,13 +722,7 @@ def _check_positive_number(cfg: dict[str, Any], key: str) -> None:
 
 
 def _check_choice(cfg, key: str, valid, note: str = "") -> None:
-  if cfg[key] not in valid:
-    close = difflib.get_close_matches(str(cfg[key]), list(valid), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"transformer_xl: unknown {key} {cfg[key]!r}.{hint} Valid: "
-        f"{', '.join(valid)}.{note}"
-    )
+  config_access.check_choice(cfg[key], key, valid, NAME, note)
 
 
 def _algebra_channels(cfg: dict[str, Any], key: str) -> int:
