@@ -203,16 +203,10 @@ class TransformerLM(hk.Module):
           f"num_heads={num_heads}; heads split the algebra channels. Choose "
           "num_heads dividing C."
       )
-    if activation not in layers.ACTIVATIONS:
-      raise ValueError(
-          f"{who}: unknown activation {activation!r}; valid: "
-          f"{', '.join(layers.ACTIVATIONS)}."
-      )
-    if norm_mode not in layers.NORM_MODES:
-      raise ValueError(
-          f"{who}: unknown norm_mode {norm_mode!r}; valid: "
-          f"{', '.join(layers.NORM_MODES)}."
-      )
+    config_access.check_choice(
+        activation, "activation", layers.ACTIVATIONS, who
+    )
+    config_access.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(
           f"{who}: dropout_rate must be in [0, 1), got {dropout_rate!r}."

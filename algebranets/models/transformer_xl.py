@@ -380,16 +380,10 @@ class TransformerXL(hk.Module):
           "most recent keys, so it needs mem_len >= 1 (mem_len=0 would mask "
           "every key). Set mem_len > 0 or same_length=False."
       )
-    if activation not in layers.ACTIVATIONS:
-      raise ValueError(
-          f"{who}: unknown activation {activation!r}; valid: "
-          f"{', '.join(layers.ACTIVATIONS)}."
-      )
-    if norm_mode not in layers.NORM_MODES:
-      raise ValueError(
-          f"{who}: unknown norm_mode {norm_mode!r}; valid: "
-          f"{', '.join(layers.NORM_MODES)}."
-      )
+    config_access.check_choice(
+        activation, "activation", layers.ACTIVATIONS, who
+    )
+    config_access.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
     for arg, std in (("init_std", init_std), ("proj_init_std", proj_init_std)):
       if not std > 0:
         raise ValueError(f"{who}: {arg} must be > 0, got {std!r}.")
