@@ -118,7 +118,7 @@ def test_missing_key(tiny_corpus):
         ({"train.compute_dtype": "float16"}, 1, "train.compute_dtype"),
         ({"train.num_steps": 0}, 1, "train.num_steps must be an integer >= 1"),
         ({"train.init_from": "/nonexistent/run"}, 1, "does not exist"),
-        ({"sparsity.method": "magnitude"}, 1, "not available"),
+        ({"sparsity.method": "magnitude"}, 1, "unknown method .magnitude."),
         ({"sparsity.target": 0.5}, 1, "needs a sparsity method"),
         ({"optimizer.name": "adamm"}, 1, "config.optimizer"),
         ({"eval.split": "dev"}, 1, "eval.split='dev'"),

@@ -29,6 +29,7 @@ from typing import Any
 import ml_collections
 
 from algebranets import models, tasks
+from algebranets.sparsity import from_config as sparsity_config
 from algebranets.training import optimizers
 
 SECTIONS = (
@@ -41,7 +42,6 @@ SECTIONS = (
 )
 TOP_LEVEL = ("seed", "task", *SECTIONS)
 COMPUTE_DTYPES = ("float32", "bfloat16")
-SPARSITY_METHODS = ("none",)
 
 
 class ConfigError(ValueError):
@@ -73,7 +73,7 @@ def eval_defaults() -> dict[str, Any]:
 
 
 def sparsity_defaults() -> dict[str, Any]:
-  return dict(method="none", target=0.0)
+  return sparsity_config.default_config()
 
 
 def base_config(task: str, model: str) -> ml_collections.ConfigDict:
@@ -293,17 +293,10 @@ def validate(
         "(or its checkpoints/ directory) of an earlier run, or '' to start "
         "from scratch."
     )
-  if config.sparsity.method not in SPARSITY_METHODS:
-    raise ConfigError(
-        f"sparsity.method={config.sparsity.method!r} is not available; "
-        f"supported: {list(SPARSITY_METHODS)}."
-    )
-  if config.sparsity.method == "none" and config.sparsity.target != 0.0:
-    raise ConfigError(
-        f"sparsity.target={config.sparsity.target!r} needs a sparsity method; "
-        "with sparsity.method='none' set sparsity.target=0.0."
-    )
-
+  try:
+    sparsity_config.validate_config(config.sparsity, tr.num_steps)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   try:
     model_spec.validate_config(config.model)
   except ValueError as e:

@@ -23,7 +23,8 @@ import optax
 from jax.sharding import NamedSharding
 
 from algebranets import metrics as metrics_lib
-from algebranets import tasks
+from algebranets import sparsity, tasks
+from algebranets.sparsity import from_config as sparsity_config
 from algebranets.training import config_lib, optimizers, sharding
 from algebranets.training.state import TrainState
 
@@ -82,6 +83,17 @@ class Experiment:
     self.optimizer, self.schedule = optimizers.make_optimizer(
         config.optimizer, config.train.num_steps
     )
+    self.pruning = sparsity_config.is_enabled(config.sparsity)
+    if self.pruning:
+      # Masks live in the optimizer state, so they are checkpointed and
+      # restored with everything else.
+      self.optimizer = sparsity_config.wrap_optimizer(
+          self.optimizer,
+          config.sparsity,
+          self._param_shapes(),
+          algebra=config.model.get("algebra"),
+          num_steps=config.train.num_steps,
+      )
     self.compute_dtype = _DTYPES[config.train.compute_dtype]
     self.replicated = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
@@ -97,6 +109,12 @@ class Experiment:
     self._eval_steps: dict[Any, Any] = {}
 
   # ------------------------------------------------------------- pure fns --
+  def _param_shapes(self):
+    example = self.task.example_batch(self.config.train.batch_size)
+    return jax.eval_shape(
+        lambda: self.model.init(jax.random.key(0), example, is_training=True)[0]
+    )
+
   def _init(self) -> TrainState:
     key = jax.random.key(self.config.seed)
     init_key, train_key = jax.random.split(key)
@@ -129,6 +147,9 @@ class Experiment:
     )
     params = optax.apply_updates(state.params, updates)
     metrics = dict(sums)
+    if self.pruning:
+      params = sparsity.apply_masks(params, opt_state.masks)
+      metrics["sparsity"] = sparsity.sparsity_report(opt_state.masks)["total"]
     metrics["loss"] = loss
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = self.schedule(state.step)

@@ -30,6 +30,8 @@ import jax
 import numpy as np
 
 from algebranets import metrics as metrics_lib
+from algebranets import sparsity
+from algebranets.sparsity import accounting as sparse_accounting
 from algebranets.training import (
     checkpointing,
     config_lib,
@@ -68,7 +70,24 @@ def _summarize_train(exp: Experiment, host_metrics: list[dict]) -> dict:
       np.mean([float(m["grad_norm"]) for m in host_metrics])
   )
   out["learning_rate"] = float(host_metrics[-1]["learning_rate"])
+  if "sparsity" in host_metrics[-1]:
+    out["sparsity"] = float(host_metrics[-1]["sparsity"])
   return out
+
+
+def _sparse_accounting(exp: Experiment, state: TrainState, report) -> dict:
+  """Non-zero parameters and intrinsic MACs of the pruned model."""
+  params = jax.device_get(state.params)
+  masks = jax.device_get(state.opt_state.masks)
+  algebra = exp.config.model.get("algebra")
+  counts = sparse_accounting.nonzero_params(params, masks)
+  macs = sparse_accounting.sparse_macs(report, params, masks, lambda _: algebra)
+  total = float(sparsity.sparsity_report(masks)["total"])
+  return {
+      "nonzero_params": int(counts["total"]),
+      "sparse_macs_per_example": int(macs["total"]),
+      "sparsity": total,
+  }
 
 
 def _check_finite(host_metrics: list[dict], first_step: int, ckpt) -> None:
@@ -199,6 +218,28 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
 
     final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
     step = int(jax.device_get(state.step))
+    if exp.pruning:
+      sparse = _sparse_accounting(exp, state, report)
+      final.update(sparse)
+      if chief:
+        acc["sparse"] = sparse
+        write_json(workdir / "accounting.json", acc)
+        (workdir / "sparsity.txt").write_text(
+            sparse_accounting.table(
+                jax.device_get(state.params),
+                jax.device_get(state.opt_state.masks),
+                report,
+                lambda _: exp.config.model.get("algebra"),
+            )
+            + "\n"
+        )
+      _say(
+          f"pruned model: {sparse['nonzero_params']:,} of "
+          f"{acc['params_total']:,} parameters non-zero, "
+          f"{sparse['sparse_macs_per_example']:,} of "
+          f"{acc['macs_per_example']:,} intrinsic MACs/example "
+          f"(sparsity {sparse['sparsity']:.3f}; per layer: sparsity.txt)"
+      )
     writer.write_scalars(step, "eval", final)
     ckpt.wait()
     if chief:
