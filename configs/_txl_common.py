@@ -46,6 +46,8 @@ def parse(arg):
       runlocal=False,
       seed=0,
       path="",
+      sparsity=0.0,
+      sweep_sparsity=False,
   )
 
 
@@ -96,6 +98,10 @@ def make_config(arg, sizes: dict, data_name: str):
   config.eval.num_batches = 200
   config.eval.batch_size = 10
   config.eval.split = "valid"
+  if arg.sparsity > 0:
+    # Gradual magnitude pruning of whole algebra elements (Zhu & Gupta).
+    config.sparsity.method = "gradual"
+    config.sparsity.target = arg.sparsity
   return config
 
 
@@ -125,17 +131,27 @@ def shrink_for_cpu(config, arg, *, data_name: str, tgt_len: int) -> None:
   config.eval.every_steps = 50
   config.eval.num_batches = 10
   config.eval.batch_size = 16
+  if arg.sparsity > 0:
+    config.sparsity.frequency = 5
+
+
+SPARSITY_TARGETS = (0.5, 0.75, 0.9, 0.95)
 
 
 def sweep_matched(get_config, add, arg=None) -> None:
-  """The head algebras at (about) the real model's layer parameters."""
+  """The head algebras at (about) the real model's layer parameters; with
+  the arg `sweep_sparsity`, each also pruned to every SPARSITY_TARGETS."""
+  targets = (0.0,) + (SPARSITY_TARGETS if parse(arg).sweep_sparsity else ())
   for algebra in HEAD_ALGEBRAS:
     cfg = get_config(
         ",".join(filter(None, [arg, "match_params"])) + f",algebra={algebra}"
     )
-    add(
-        **{
-            "model.algebra": algebra,
-            "model.width_multiplier": cfg.model.width_multiplier,
-        }
-    )
+    for target in targets:
+      point = {
+          "model.algebra": algebra,
+          "model.width_multiplier": cfg.model.width_multiplier,
+      }
+      if target > 0:
+        point["sparsity.method"] = "gradual"
+        point["sparsity.target"] = target
+      add(**point)

@@ -9,7 +9,9 @@ r"""Transformer-XL on enwik8 (bits per byte = the paper's bpc), any algebra.
 
 Args: algebra=<name> (M2R), size=base|large, width=<multiplier> (1.0 = the
 real model's width), match_params (width chosen so the layers have about
-the real model's parameters), runlocal, seed=<int>.
+the real model's parameters), path=<enwik8 file>, sparsity=<target>
+(gradual pruning of whole algebra elements), sweep_sparsity (the sweep adds
+targets 0.5, 0.75, 0.9, 0.95), runlocal, seed=<int>.
 
 Model and recipe [A]: the official Transformer-XL enwik8 scripts
 (kimiyoung/transformer-xl: pytorch/run_enwik8_base.sh, tf enwik8_tpu.sh):

@@ -9,7 +9,7 @@ r"""Transformer-XL on WikiText-103 (perplexity), any algebra.
 
 Args: algebra=<name> (M2R), size=base|large, width=<multiplier>,
 match_params, path=<directory with wiki.{train,valid,test}.tokens>,
-runlocal, seed=<int>.
+sparsity=<target>, sweep_sparsity, runlocal, seed=<int>.
 
 Model and recipe [A]: the official Transformer-XL WikiText-103 scripts
 (kimiyoung/transformer-xl: pytorch/run_wt103_base.sh, run_wt103_large.sh):

@@ -9,7 +9,13 @@ Writes <workdir>/eval_<split>_step<N>.json.
 
 from absl import app, flags
 
-from algebranets.training import checkpointing, config_lib, evaluator, sharding
+from algebranets.training import (
+    checkpointing,
+    config_lib,
+    evaluator,
+    metric_writer,
+    sharding,
+)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
@@ -47,13 +53,10 @@ def main(argv):
       checkpointing.CheckpointError,
   ) as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
+  metrics = {k: v for k, v in result.items() if k not in ("step", "split")}
   print(
       f"{_WORKDIR.value} step {result['step']} {result['split']}: "
-      + " | ".join(
-          f"{k} {v:.4f}"
-          for k, v in result.items()
-          if k not in ("step", "split")
-      ),
+      + metric_writer.format_metrics(metrics),
       flush=True,
   )
 

@@ -235,3 +235,10 @@ def test_format_progress_omits_none_and_uses_scalar_rates():
       eta_seconds=0.0,
   )
   assert line == "step 100/100 | 0.500 steps/s | 1500 ex/s | ETA 0s"
+
+
+def test_format_metrics_ints_and_floats():
+  from algebranets.training.metric_writer import format_metrics
+
+  got = format_metrics({"loss": 2.12244, "nonzero_params": 7112, "ok": True})
+  assert got == "loss 2.1224 | nonzero_params 7,112 | ok True"

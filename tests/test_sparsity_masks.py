@@ -160,3 +160,18 @@ def test_compute_masks_jit_traced_sparsity():
         assert out[m][k] is None
       else:
         np.testing.assert_array_equal(out[m][k], eager[m][k])
+
+
+def test_block_pruning_of_r_layer_weights_with_trailing_unit_axis():
+  w = jax.random.normal(jax.random.key(3), (4, 6, 1))
+  plain = masks.scores(w[..., 0], granularity="block", block_shape=(2, 3))
+  got = masks.scores(w, granularity="block", block_shape=(2, 3))
+  np.testing.assert_array_equal(got, plain)
+  keep = masks.mask_from_scores(got, 0.5)
+  full = masks.expand_mask(keep, w.shape, "block", (2, 3))
+  assert full.shape == (4, 6, 1)
+  np.testing.assert_array_equal(
+      full[..., 0],
+      masks.expand_mask(keep, (4, 6), "block", (2, 3)),
+  )
+  np.testing.assert_array_equal(masks.reduce_mask(full, "block", (2, 3)), keep)

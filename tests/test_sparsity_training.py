@@ -132,3 +132,16 @@ def test_patterns_that_select_nothing(tiny_corpus):
   )
   with pytest.raises(ValueError, match="select no 'w' weight"):
     Experiment(config)
+
+
+def test_export_writes_npz_and_block_sparse_matches_dense(pruned_run):
+  from scripts import export_pruned
+
+  _, workdir, _ = pruned_run
+  path, checks = export_pruned.export_workdir(workdir)
+  saved = np.load(path)
+  assert any(k.startswith("mask:") for k in saved.files)
+  assert len(checks) >= 5
+  for c in checks:
+    assert c["kept"] <= 0.3 * c["total"]  # 75% of the elements were pruned
+    assert c["max_abs_err"] < 1e-5

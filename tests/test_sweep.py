@@ -95,3 +95,18 @@ def test_cli_dry_run_and_json():
   )
   assert js.returncode == 0, js.stderr
   assert len(json.loads(js.stdout)) == 24
+
+
+def test_transformer_xl_sweep_adds_sparsity_targets():
+  plain = sweep.expand("configs/enwik8_transformer_xl.py:runlocal")
+  pruned = sweep.expand(
+      "configs/enwik8_transformer_xl.py:runlocal,sweep_sparsity"
+  )
+  assert len(plain) == 4 and len(pruned) == 4 * 5
+  targets = sorted({j["overrides"].get("sparsity.target", 0.0) for j in pruned})
+  assert targets == [0.0, 0.5, 0.75, 0.9, 0.95]
+  widths = {
+      j["overrides"]["model.algebra"]: j["overrides"]["model.width_multiplier"]
+      for j in plain
+  }
+  assert widths["R"] == 1.0 and widths["H"] == 2.0 and widths["M2R"] == 2.0

@@ -95,6 +95,12 @@ def _check_sparsity(sparsity, where: str = "") -> None:
     )
 
 
+def _is_r_weight(w_shape) -> bool:
+  # An algebra layer over R stores [N, M, 1] (conv [kh, kw, C, M, 1]): a real
+  # weight with a trailing d = 1 axis, block-pruned like the plain one.
+  return len(w_shape) in (3, 5) and w_shape[-1] == 1
+
+
 def _real_block_view(w_shape: tuple, block_shape) -> tuple[int, int]:
   """Validates a block-pruned real weight; returns (b_h, b_w)."""
   if block_shape is None or len(block_shape) != 2:
@@ -103,8 +109,9 @@ def _real_block_view(w_shape: tuple, block_shape) -> tuple[int, int]:
     )
   if len(w_shape) not in (2, 4):
     raise ValueError(
-        "granularity='block' takes real weights [N, M] or [kh, kw, C, M];"
-        f" got shape {w_shape}. Use 'element' for algebra weights."
+        "granularity='block' takes real weights [N, M] or [kh, kw, C, M]"
+        f" (or an R layer's [..., 1]); got shape {w_shape}. Use 'element' for"
+        " algebra weights."
     )
   bh, bw = (int(b) for b in block_shape)
   c, m = w_shape[-2:]
@@ -153,6 +160,8 @@ def scores(
           f" {alg.dim}; algebra weights are [..., d]."
       )
     return alg.norm(w)
+  if _is_r_weight(w.shape):
+    w = w[..., 0]
   bh, bw = _real_block_view(w.shape, block_shape)
   c, m = w.shape[-2:]
   lead = w.shape[:-2]
@@ -202,8 +211,12 @@ def expand_mask(
   if granularity == "element":
     return jnp.broadcast_to(mask[..., None], w_shape)
   if granularity == "block":
-    bh, bw = _real_block_view(w_shape, block_shape)
+    r_weight = _is_r_weight(w_shape)
+    real_shape = w_shape[:-1] if r_weight else w_shape
+    bh, bw = _real_block_view(real_shape, block_shape)
     mask = jnp.repeat(jnp.repeat(mask, bh, axis=-2), bw, axis=-1)
+    if r_weight:
+      mask = mask[..., None]
   return jnp.broadcast_to(mask, w_shape)
 
 
@@ -217,6 +230,8 @@ def reduce_mask(
   if granularity == "element":
     return mask[..., 0]
   if granularity == "block":
+    if _is_r_weight(mask.shape):
+      mask = mask[..., 0]
     bh, bw = _real_block_view(mask.shape, block_shape)
     return mask[..., ::bh, ::bw]
   return mask

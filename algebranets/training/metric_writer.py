@@ -441,3 +441,17 @@ __all__ = [
     "read_metrics",
     "truncate_after",
 ]
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+  """'loss 2.1224 | bits_per_byte 3.0619 | nonzero_params 7,112' (ints as
+  ints, floats to 4 decimals)."""
+  parts = []
+  for k, v in metrics.items():
+    text = (
+        f"{v:,}"
+        if isinstance(v, int) and not isinstance(v, bool)
+        else (f"{v:.4f}" if isinstance(v, float) else str(v))
+    )
+    parts.append(f"{k} {text}")
+  return " | ".join(parts)

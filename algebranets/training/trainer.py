@@ -30,7 +30,6 @@ import jax
 import numpy as np
 
 from algebranets import metrics as metrics_lib
-from algebranets import sparsity
 from algebranets.sparsity import accounting as sparse_accounting
 from algebranets.training import (
     checkpointing,
@@ -38,7 +37,7 @@ from algebranets.training import (
     metric_writer,
     plots,
 )
-from algebranets.training.evaluator import evaluate, write_json
+from algebranets.training.evaluator import evaluate, sparse_summary, write_json
 from algebranets.training.experiment import Experiment
 from algebranets.training.state import TrainState
 
@@ -73,21 +72,6 @@ def _summarize_train(exp: Experiment, host_metrics: list[dict]) -> dict:
   if "sparsity" in host_metrics[-1]:
     out["sparsity"] = float(host_metrics[-1]["sparsity"])
   return out
-
-
-def _sparse_accounting(exp: Experiment, state: TrainState, report) -> dict:
-  """Non-zero parameters and intrinsic MACs of the pruned model."""
-  params = jax.device_get(state.params)
-  masks = jax.device_get(state.opt_state.masks)
-  algebra = exp.config.model.get("algebra")
-  counts = sparse_accounting.nonzero_params(params, masks)
-  macs = sparse_accounting.sparse_macs(report, params, masks, lambda _: algebra)
-  total = float(sparsity.sparsity_report(masks)["total"])
-  return {
-      "nonzero_params": int(counts["total"]),
-      "sparse_macs_per_example": int(macs["total"]),
-      "sparsity": total,
-  }
 
 
 def _check_finite(host_metrics: list[dict], first_step: int, ckpt) -> None:
@@ -219,7 +203,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
     step = int(jax.device_get(state.step))
     if exp.pruning:
-      sparse = _sparse_accounting(exp, state, report)
+      sparse = sparse_summary(exp, state, report)
       final.update(sparse)
       if chief:
         acc["sparse"] = sparse
@@ -249,7 +233,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
       )
     _say(
         f"final {ev.split} (step {step}): "
-        + " | ".join(f"{k} {v:.4f}" for k, v in final.items())
+        + metric_writer.format_metrics(final)
     )
     baseline = data_info.get(f"{ev.split}_unigram_bits")
     if baseline is not None and "bits_per_byte" in final:
