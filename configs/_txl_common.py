@@ -100,7 +100,6 @@ def make_config(arg, sizes: dict, data_name: str):
   config.eval.split = "valid"
   if arg.sparsity > 0:
     # Gradual magnitude pruning of whole algebra elements (Zhu & Gupta).
-    config.sparsity.method = "gradual"
     config.sparsity.target = arg.sparsity
   return config
 
@@ -152,6 +151,5 @@ def sweep_matched(get_config, add, arg=None) -> None:
           "model.width_multiplier": cfg.model.width_multiplier,
       }
       if target > 0:
-        point["sparsity.method"] = "gradual"
         point["sparsity.target"] = target
       add(**point)

@@ -10,7 +10,8 @@ Runtime: about 3 minutes on 2 CPU cores. Target: valid bits per byte at
 least 1 bit below the split's unigram entropy (5.13 bits/byte).
 
 Args (combine with commas): algebra=<name> (default M2R), width=<float>
-(width multiplier), runlocal (a 1-minute smoke run), seed=<int>.
+(width multiplier), runlocal (a 1-minute smoke run), seed=<int>,
+sparsity=<target>, sweep_sparsity (the sweep adds pruned points).
 The quick start (configs/quickstart.py) trains Transformer-XL instead; this
 config is the simplest model of the harness (random windows, no recurrence).
 """
@@ -18,10 +19,20 @@ config is the simplest model of the harness (random windows, no recurrence).
 from algebranets.training import config_lib
 
 
-def get_config(arg=None):
-  arg = config_lib.parse_arg(
-      arg, algebra="M2R", width=1.0, runlocal=False, seed=0
+def _parse(arg):
+  return config_lib.parse_arg(
+      arg,
+      algebra="M2R",
+      width=1.0,
+      runlocal=False,
+      seed=0,
+      sparsity=0.0,
+      sweep_sparsity=False,
   )
+
+
+def get_config(arg=None):
+  arg = _parse(arg)
   config = config_lib.base_config("byte_lm", "transformer_lm")
   config.seed = arg.seed
 
@@ -52,6 +63,7 @@ def get_config(arg=None):
   config.eval.batch_size = 64
   config.eval.split = "valid"
 
+  config.sparsity.target = arg.sparsity  # > 0: gradual element pruning
   if arg.runlocal:
     config.data.seq_len = 64
     config.model.d_model = 32
@@ -69,8 +81,12 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
-  """Algebras x widths; e.g. `scripts.sweep --config configs/byte_transformer.py`."""
-  del arg
+  """Algebras x widths; with the arg `sweep_sparsity`, M2R at width 1 also
+  pruned to 50/75/90/95% (`scripts.sweep --config configs/byte_transformer.py`).
+  """
   for algebra in ("R", "C", "H", "M2R"):
     for width in (0.5, 1.0):
       add(**{"model.algebra": algebra, "model.width_multiplier": width})
+  if _parse(arg).sweep_sparsity:
+    for target in (0.5, 0.75, 0.9, 0.95):
+      add(**{"model.algebra": "M2R", "sparsity.target": target})

@@ -15,16 +15,27 @@ segments of 128 bytes with 128 bytes of memory. Runtime: about 3 minutes on
 unigram entropy (5.11); measured in README.
 
 Args (combine with commas): algebra=<name> (default M2R), width=<float>,
-runlocal (a 20-second smoke run), seed=<int>.
+runlocal (a 20-second smoke run), seed=<int>, sparsity=<target> (gradual
+pruning of algebra elements), sweep_sparsity (the sweep adds pruned points).
 """
 
 from algebranets.training import config_lib
 
 
-def get_config(arg=None):
-  arg = config_lib.parse_arg(
-      arg, algebra="M2R", width=1.0, runlocal=False, seed=0
+def _parse(arg):
+  return config_lib.parse_arg(
+      arg,
+      algebra="M2R",
+      width=1.0,
+      runlocal=False,
+      seed=0,
+      sparsity=0.0,
+      sweep_sparsity=False,
   )
+
+
+def get_config(arg=None):
+  arg = _parse(arg)
   config = config_lib.base_config("stream_lm", "transformer_xl")
   config.seed = arg.seed
   config.data.name = "enwiki_sample"
@@ -63,6 +74,7 @@ def get_config(arg=None):
   config.eval.batch_size = 32
   config.eval.split = "valid"
 
+  config.sparsity.target = arg.sparsity  # > 0: gradual element pruning
   if arg.runlocal:
     config.data.tgt_len = 32
     config.data.eval_tgt_len = 32
@@ -85,8 +97,11 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
-  """Algebras x widths; `scripts.sweep --config configs/quickstart.py`."""
-  del arg
+  """Algebras x widths; with the arg `sweep_sparsity`, M2R at width 1 also
+  pruned to 50/75/90/95% (`scripts.sweep --config configs/quickstart.py`)."""
   for algebra in ("R", "C", "H", "M2R"):
     for width in (0.5, 1.0):
       add(**{"model.algebra": algebra, "model.width_multiplier": width})
+  if _parse(arg).sweep_sparsity:
+    for target in (0.5, 0.75, 0.9, 0.95):
+      add(**{"model.algebra": "M2R", "sparsity.target": target})

@@ -119,7 +119,11 @@ def test_missing_key(tiny_corpus):
         ({"train.num_steps": 0}, 1, "train.num_steps must be an integer >= 1"),
         ({"train.init_from": "/nonexistent/run"}, 1, "does not exist"),
         ({"sparsity.method": "magnitude"}, 1, "unknown method .magnitude."),
-        ({"sparsity.target": 0.5}, 1, "needs a pruning method"),
+        (
+            {"sparsity.method": "none", "sparsity.target": 0.5},
+            1,
+            "needs a pruning method",
+        ),
         ({"optimizer.name": "adamm"}, 1, "config.optimizer"),
         ({"eval.split": "dev"}, 1, "eval.split='dev'"),
         ({"data.split": (0.5, 0.5, 0.5)}, 1, "summing to 1"),

@@ -12,8 +12,7 @@ from algebranets.training.experiment import Experiment
 from tests import lm_helpers
 
 PRUNE = {
-    "sparsity.method": "gradual",
-    "sparsity.target": 0.75,
+    "sparsity.target": 0.75,  # the default method is gradual
     "sparsity.begin_step": 0,
     "sparsity.end_step": 8,
     "sparsity.frequency": 2,
@@ -104,8 +103,11 @@ def test_unstructured_pruning_of_the_memoryless_lm(tiny_corpus, tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"sparsity.target": 0.5}, "needs a pruning method"),
-        ({"sparsity.method": "gradual"}, "prunes nothing"),
+        (
+            {"sparsity.method": "none", "sparsity.target": 0.5},
+            "needs a pruning method",
+        ),
+        ({"sparsity.method": "prune"}, "unknown method 'prune'"),
         ({**PRUNE, "sparsity.granularity": "rows"}, "unknown granularity"),
         ({**PRUNE, "sparsity.target": 1.0}, r"must be in \[0, 1\)"),
         ({**PRUNE, "sparsity.end_step": 100}, "begin_step"),
@@ -145,3 +147,11 @@ def test_export_writes_npz_and_block_sparse_matches_dense(pruned_run):
   for c in checks:
     assert c["kept"] <= 0.3 * c["total"]  # 75% of the elements were pruned
     assert c["max_abs_err"] < 1e-5
+
+
+def test_off_by_default_and_target_alone_turns_it_on(tiny_corpus):
+  config = lm_helpers.txl_config(tiny_corpus)
+  assert config.sparsity.target == 0.0
+  assert not Experiment(config).pruning
+  config.sparsity.target = 0.5
+  assert Experiment(config).pruning

@@ -34,7 +34,7 @@ WHO = "sparsity"
 
 def default_config() -> dict[str, Any]:
   return dict(
-      method="none",
+      method="gradual",
       target=0.0,
       granularity="element",
       block_shape=(4, 4),
@@ -74,15 +74,13 @@ def validate_config(section, num_steps: int) -> None:
   if cfg["method"] == "none":
     if target != 0.0:
       raise ValueError(
-          f"sparsity.target={target!r} needs a pruning method; set "
-          "sparsity.method='gradual' (or 'one_shot'), or target=0.0."
+          f"sparsity.target={target!r} needs a pruning method, but "
+          "sparsity.method='none'; set sparsity.method='gradual' (or "
+          "'one_shot'), or target=0.0."
       )
     return
   if target == 0.0:
-    raise ValueError(
-        f"sparsity.method={cfg['method']!r} with target 0 prunes nothing; "
-        "set sparsity.target, e.g. 0.9."
-    )
+    return  # pruning off
   begin, end = schedule_steps(cfg, num_steps)
   if cfg["method"] == "gradual" and not 0 <= begin < end <= num_steps:
     raise ValueError(
@@ -113,7 +111,7 @@ def validate_config(section, num_steps: int) -> None:
 
 
 def is_enabled(section) -> bool:
-  return section["method"] != "none"
+  return section["method"] != "none" and section["target"] > 0
 
 
 def schedule_fn(section, num_steps: int):
