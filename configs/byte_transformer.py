@@ -17,22 +17,11 @@ config is the simplest model of the harness (random windows, no recurrence).
 """
 
 from algebranets.training import config_lib
-
-
-def _parse(arg):
-  return config_lib.parse_arg(
-      arg,
-      algebra="M2R",
-      width=1.0,
-      runlocal=False,
-      seed=0,
-      sparsity=0.0,
-      sweep_sparsity=False,
-  )
+from configs import _small_lm
 
 
 def get_config(arg=None):
-  arg = _parse(arg)
+  arg = _small_lm.parse(arg)
   config = config_lib.base_config("byte_lm", "transformer_lm")
   config.seed = arg.seed
 
@@ -81,12 +70,6 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
-  """Algebras x widths; with the arg `sweep_sparsity`, M2R at width 1 also
-  pruned to 50/75/90/95% (`scripts.sweep --config configs/byte_transformer.py`).
-  """
-  for algebra in ("R", "C", "H", "M2R"):
-    for width in (0.5, 1.0):
-      add(**{"model.algebra": algebra, "model.width_multiplier": width})
-  if _parse(arg).sweep_sparsity:
-    for target in (0.5, 0.75, 0.9, 0.95):
-      add(**{"model.algebra": "M2R", "sparsity.target": target})
+  """Algebras x widths (`scripts.sweep --config configs/byte_transformer.py`); the arg
+  `sweep_sparsity` adds M2R pruned to 50/75/90/95%."""
+  _small_lm.sweep(add, arg)

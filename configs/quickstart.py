@@ -20,22 +20,11 @@ pruning of algebra elements), sweep_sparsity (the sweep adds pruned points).
 """
 
 from algebranets.training import config_lib
-
-
-def _parse(arg):
-  return config_lib.parse_arg(
-      arg,
-      algebra="M2R",
-      width=1.0,
-      runlocal=False,
-      seed=0,
-      sparsity=0.0,
-      sweep_sparsity=False,
-  )
+from configs import _small_lm
 
 
 def get_config(arg=None):
-  arg = _parse(arg)
+  arg = _small_lm.parse(arg)
   config = config_lib.base_config("stream_lm", "transformer_xl")
   config.seed = arg.seed
   config.data.name = "enwiki_sample"
@@ -97,11 +86,6 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
-  """Algebras x widths; with the arg `sweep_sparsity`, M2R at width 1 also
-  pruned to 50/75/90/95% (`scripts.sweep --config configs/quickstart.py`)."""
-  for algebra in ("R", "C", "H", "M2R"):
-    for width in (0.5, 1.0):
-      add(**{"model.algebra": algebra, "model.width_multiplier": width})
-  if _parse(arg).sweep_sparsity:
-    for target in (0.5, 0.75, 0.9, 0.95):
-      add(**{"model.algebra": "M2R", "sparsity.target": target})
+  """Algebras x widths (`scripts.sweep --config configs/quickstart.py`); the arg
+  `sweep_sparsity` adds M2R pruned to 50/75/90/95%."""
+  _small_lm.sweep(add, arg)
