@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv test
+source scripts/_system_data.sh
+ensure_venv test,vision
+ensure_fashion_mnist
 # Only the source folders that exist (git does not track empty ones).
 src=()
 for d in algebranets tests bench scripts experiments configs; do

@@ -411,3 +411,29 @@ def test_custom_constants_are_not_confused_with_a_builtin_of_the_same_name(
       np.testing.assert_allclose(got, want, atol=1e-10, err_msg=path)
       p = kernels.prepare_dense(jnp.asarray(w), alg, path)
       np.testing.assert_allclose(run(x, p), want, atol=1e-10, err_msg=path)
+
+
+@pytest.mark.parametrize("name", ["M2R", "M3R", "M2C"])
+def test_dense_prepared_folded_matches_the_reference(name, x64):
+  alg, product = CASES[name]
+  d = refs.dim(name)
+  rng = np.random.default_rng(7)
+  x, w = rng.normal(size=(2, 4, 3, d)), rng.normal(size=(3, 5, d))
+  want = reference_dense(product, x, w)
+  p = kernels.prepare_dense(jnp.asarray(w), alg, "fold")
+  x_f = layout.fold(jnp.asarray(x), alg)
+  got = layout.unfold(kernels.dense_prepared_folded(x_f, p), alg)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_dense_prepared_folded_rejects_bad_input():
+  w = jnp.ones((3, 2, 4))
+  with pytest.raises(ValueError, match="needs prepare\\(w, algebra, 'fold'\\)"):
+    kernels.dense_prepared_folded(
+        jnp.ones((2, 5, 3, 2)), kernels.prepare_dense(w, "M2R", "expand")
+    )
+  p = kernels.prepare_dense(w, "M2R", "fold")
+  with pytest.raises(
+      ValueError, match=r"x_f must be folded \[2, \.\.\., 3, 2\]"
+  ):
+    kernels.dense_prepared_folded(jnp.ones((5, 3, 4)), p)

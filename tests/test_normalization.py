@@ -725,3 +725,28 @@ def test_errors(build, x, match):
 
   with pytest.raises(ValueError, match=match):
     hk.transform_with_state(f).init(None)
+
+
+@pytest.mark.parametrize("mode", ["component", "element", "whiten"])
+@pytest.mark.parametrize(
+    "alg,lay,shape",
+    [
+        ("H", "standard", (2, 3, 3, 2, 4)),
+        ("M2R", "folded", (2, 2, 3, 3, 2, 2)),
+    ],
+)
+def test_batchnorm_image_inputs_need_no_rank_promotion(mode, alg, lay, shape):
+  # Conv activations [B, H, W, C, d] have two more leading axes than the
+  # [C, d] statistics; every broadcast must be explicit (ResNet with
+  # norm_mode='element' or 'whiten' used to fail under 'raise').
+  def f(x, is_training):
+    return norm.BatchNorm(alg, mode=mode, layout=lay)(x, is_training)
+
+  tf = hk.transform_with_state(f)
+  x = jax.random.normal(jax.random.key(0), shape)
+  with jax.numpy_rank_promotion("raise"):
+    params, state = tf.init(jax.random.key(1), x, True)
+    y, state = tf.apply(params, state, None, x, True)
+    y_eval, _ = tf.apply(params, state, None, x, False)
+  assert y.shape == y_eval.shape == shape
+  assert np.all(np.isfinite(np.asarray(y)))

@@ -1,7 +1,8 @@
 """Pure-function kernels for algebra-valued layers (no Haiku).
 
-`dense` and `conv2d` pick the fastest exact path automatically
-(`choose_dense_path`, `choose_conv_path`); pass `path=` to force one.
+`dense`, `conv2d` and `depthwise_conv2d` pick the fastest exact path
+automatically (`choose_dense_path`, `choose_conv_path`,
+`choose_depthwise_path`); pass `path=` to force one.
 """
 
 from algebranets.kernels.conv import PATHS as CONV_PATHS
@@ -13,22 +14,34 @@ from algebranets.kernels.dense import (
     dense,
     dense_folded,
     dense_prepared,
+    dense_prepared_folded,
 )
 from algebranets.kernels.dense import choose_path as choose_dense_path
 from algebranets.kernels.dense import prepare as prepare_dense
+from algebranets.kernels.depthwise import PATHS as DEPTHWISE_PATHS
+from algebranets.kernels.depthwise import choose_path as choose_depthwise_path
+from algebranets.kernels.depthwise import (
+    depthwise_conv2d,
+    depthwise_conv2d_folded,
+)
 from algebranets.kernels.structure import expand_left, expand_right, fold_weight
 
 __all__ = [
     "CONV_PATHS",
     "DENSE_PATHS",
+    "DEPTHWISE_PATHS",
     "PreparedDense",
     "choose_conv_path",
     "choose_dense_path",
+    "choose_depthwise_path",
     "conv2d",
     "conv2d_folded",
     "dense",
     "dense_folded",
     "dense_prepared",
+    "dense_prepared_folded",
+    "depthwise_conv2d",
+    "depthwise_conv2d_folded",
     "expand_left",
     "expand_right",
     "fold_weight",

@@ -67,12 +67,15 @@ class _AlgebraConv2D(hk.Module):
     )
     self.b_init = b_init or jnp.zeros
     self.precision = precision
-    self.path = _checks.path(
-        self.algebra, self.layout, path, kernels.CONV_PATHS, what
-    )
+    self.path = self._check_path(path)
     self.learned_structure = learned_structure
     self.structure_init = _checks.structure_initializer(
         self.algebra, learned_structure, structure_init, layout, path, what
+    )
+
+  def _check_path(self, path: str) -> str:
+    return _checks.path(
+        self.algebra, self.layout, path, kernels.CONV_PATHS, self._what
     )
 
   def _apply(self, x, m: int, groups: int, precision) -> jax.Array:
@@ -102,14 +105,18 @@ class _AlgebraConv2D(hk.Module):
     if self.learned_structure:
       c = hk.get_parameter("structure", (d, d, d), dtype, self.structure_init)
       y = kernels.conv2d(x, w, c, path=self.path, **kwargs)
-    elif lay == layout_lib.FOLDED:
-      y = kernels.conv2d_folded(x, w, alg, **kwargs)
     else:
-      y = kernels.conv2d(x, w, alg, path=self.path, **kwargs)
+      y = self._kernel(x, w, self.path, kwargs)
     if self.with_bias:
       b = hk.get_parameter("b", (m, d), dtype, init=self.b_init)
       y = y + layout_lib.broadcast_param(b, alg, lay, y.ndim)
     return y
+
+  def _kernel(self, x, w, path: str, kwargs) -> jax.Array:
+    """The grouped convolution kernel for this layer's layout."""
+    if self.layout == layout_lib.FOLDED:
+      return kernels.conv2d_folded(x, w, self.algebra, **kwargs)
+    return kernels.conv2d(x, w, self.algebra, path=path, **kwargs)
 
   @hk.transparent
   def mac_count(self, x, y) -> int:
@@ -242,6 +249,16 @@ class DepthwiseConv2D(_AlgebraConv2D):
   algebra-valued kh x kw kernels (feature_group_count = C), M = C * mult.
 
   Output channel c * channel_multiplier + j comes from input channel c.
+
+  Kernel paths (`path`): 'auto' picks `kernels.choose_depthwise_path` (the
+  'taps' kernel on CPU, whose backward pass is 100-1000x faster there than a
+  grouped convolution's, see `kernels.depthwise`; the grouped convolution
+  elsewhere); 'taps' and 'grouped' force `kernels.depthwise_conv2d`'s paths;
+  one of `kernels.CONV_PATHS` forces that path of the grouped
+  `kernels.conv2d` ('fold', 'grouped' or 'taps' in the folded layout). With
+  channel_multiplier > 1 the 'taps' kernel sees every input channel
+  repeated channel_multiplier times (output channel c * mult + j reads input
+  channel c), which is the same convolution.
   """
 
   def __init__(
@@ -277,9 +294,16 @@ class DepthwiseConv2D(_AlgebraConv2D):
       b_init: initializer for 'b'; default zeros.
       gain: init gain used by the default w_init.
       layout: 'standard' or 'folded' (matrix algebras only).
-      path: 'auto' or one of `kernels.CONV_PATHS`.
-      precision: conv precision passed to the kernel.
+      path: 'auto', one of `kernels.DEPTHWISE_PATHS` ('grouped', 'taps') or
+        one of `kernels.CONV_PATHS` (a grouped convolution on that path;
+        only 'fold' in the folded layout).
+      precision: conv precision passed to the kernel (grouped paths).
       name: module name.
+
+    Raises:
+      ValueError: unknown algebra, layout or path, folded layout with a
+        non-matrix algebra or a conv path other than 'fold', non-positive
+        sizes.
     """
     super().__init__(
         kernel_shape,
@@ -318,6 +342,46 @@ class DepthwiseConv2D(_AlgebraConv2D):
     )
     c_in = x.shape[-2]
     return self._apply(x, c_in * self.channel_multiplier, c_in, precision)
+
+  def _check_path(self, path: str) -> str:
+    depthwise = ("auto", *kernels.DEPTHWISE_PATHS)
+    if path in depthwise:
+      return path
+    folded = self.layout == layout_lib.FOLDED
+    if folded and path in kernels.CONV_PATHS and path != "fold":
+      raise ValueError(
+          f"DepthwiseConv2D: the folded layout takes path 'auto', 'grouped', "
+          f"'taps' or 'fold'; got path={path!r}. Use one of those, or "
+          "layout='standard'."
+      )
+    if path not in kernels.CONV_PATHS:
+      raise ValueError(
+          f"DepthwiseConv2D: unknown path {path!r}; valid: "
+          f"{', '.join((*depthwise, *kernels.CONV_PATHS))}."
+      )
+    return super()._check_path(path)
+
+  def _kernel(self, x, w, path: str, kwargs) -> jax.Array:
+    alg, folded = self.algebra, self.layout == layout_lib.FOLDED
+    if path == "auto":
+      path = kernels.choose_depthwise_path(alg, x.shape, w.shape)
+    if path not in kernels.DEPTHWISE_PATHS:
+      return super()._kernel(x, w, path, kwargs)  # A forced conv path.
+    if path == "grouped":
+      return super()._kernel(x, w, "auto", kwargs)
+    mult = self.channel_multiplier
+    if mult > 1:
+      x = jnp.repeat(x, mult, axis=-2)
+    fn = kernels.depthwise_conv2d_folded if folded else kernels.depthwise_conv2d
+    return fn(
+        x,
+        w,
+        alg,
+        stride=kwargs["stride"],
+        padding=kwargs["padding"],
+        dilation=kwargs["dilation"],
+        path="taps",
+    )
 
   def _groups(self, c_in: int) -> int:
     return c_in

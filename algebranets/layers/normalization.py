@@ -463,7 +463,8 @@ class BatchNorm(hk.Module):
     if self.mode == "component":
       xhat = xc * _bcast(inv, alg, layout, ndim)
     else:
-      xhat = xc * inv[:, None]
+      # Explicit leading ones: the house rule forbids implicit rank promotion.
+      xhat = xc * inv.reshape((1,) * (ndim - 2) + (c, 1))
     scale, offset = _make_affine(
         alg,
         self.mode,
@@ -480,6 +481,7 @@ class BatchNorm(hk.Module):
     c, d = x.shape[-2], self.algebra.dim
     run_mean = hk.get_state("mean", (c, d), dtype, init=jnp.zeros)
     run_cov = hk.get_state("cov", (c, d, d), dtype, init=_eye_init)
+    lead = (1,) * (x.ndim - 2)  # explicit ranks (no implicit promotion)
     if use_batch:
       flat = x.reshape(-1, c, d)
       if flat.shape[0] < 2:
@@ -490,14 +492,14 @@ class BatchNorm(hk.Module):
             "is_training=False."
         )
       mean = jnp.mean(flat, axis=0)
-      xc = x - mean
-      flat = flat - mean
+      xc = x - mean.reshape((*lead, c, d))
+      flat = flat - mean[None]
       cov = jnp.einsum(
           "nci,ncj->cij", flat, flat, precision=_HIGHEST
       ) / jnp.asarray(flat.shape[0], dtype)
     else:
       mean, cov = run_mean.astype(dtype), run_cov.astype(dtype)
-      xc = x - mean
+      xc = x - mean.reshape((*lead, c, d))
     if is_training:
       self._update("mean", mean)
       self._update("cov", cov)
@@ -516,7 +518,7 @@ class BatchNorm(hk.Module):
       w = jnp.einsum("cij,cjk->cik", scale, w, precision=_HIGHEST)
     y = jnp.einsum("...cj,cij->...ci", xc, w, precision=_HIGHEST)
     if offset is not None:
-      y = y + offset
+      y = y + offset.reshape((*lead, c, d))
     return y
 
 
@@ -670,7 +672,7 @@ class LayerNorm(hk.Module):
     if scale is not None:
       y = jnp.einsum("...cj,cij->...ci", y, scale, precision=_HIGHEST)
     if offset is not None:
-      y = y + offset
+      y = y + offset.reshape((1,) * (y.ndim - 2) + offset.shape)
     return y
 
 

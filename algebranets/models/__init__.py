@@ -11,7 +11,10 @@ of the config's model section:
     return model(tokens, is_training=is_training)
 
 Registered: 'transformer_lm' (`algebranets.models.transformer_lm`),
-'transformer_xl' (`algebranets.models.transformer_xl`).
+'transformer_xl' (`algebranets.models.transformer_xl`), 'resnet'
+(`algebranets.models.resnet`), 'mobilenet' (`algebranets.models.mobilenet`).
+Vision models are built as from_config(model_cfg, num_classes=K) and called
+as model(images [B, H, W, c], is_training) -> logits [B, K].
 """
 
 from __future__ import annotations
@@ -98,7 +101,12 @@ def names() -> list[str]:
 
 
 # Imported after the registry exists so model modules may use it.
-from algebranets.models import transformer_lm, transformer_xl  # noqa: E402
+from algebranets.models import (  # noqa: E402
+    mobilenet,
+    resnet,
+    transformer_lm,
+    transformer_xl,
+)
 
 register(
     transformer_lm.NAME,
@@ -122,11 +130,33 @@ register(
     ),
 )
 
+register(
+    resnet.NAME,
+    ModelSpec(
+        name=resnet.NAME,
+        default_config=resnet.default_config,
+        validate_config=resnet.validate_config,
+        from_config=resnet.from_config,
+    ),
+)
+
+register(
+    mobilenet.NAME,
+    ModelSpec(
+        name=mobilenet.NAME,
+        default_config=mobilenet.default_config,
+        validate_config=mobilenet.validate_config,
+        from_config=mobilenet.from_config,
+    ),
+)
+
 __all__ = [
     "ModelSpec",
     "get",
+    "mobilenet",
     "names",
     "register",
+    "resnet",
     "transformer_lm",
     "transformer_xl",
 ]

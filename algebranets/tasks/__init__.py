@@ -54,6 +54,18 @@ def get(name: str) -> TaskSpec:
 
 
 # Each registers itself on import.
-from algebranets.tasks import byte_lm, stream_lm  # noqa: E402
+from algebranets.tasks import (  # noqa: E402
+    byte_lm,
+    image_classification,
+    stream_lm,
+)
 
-__all__ = ["TaskSpec", "byte_lm", "get", "names", "register", "stream_lm"]
+__all__ = [
+    "TaskSpec",
+    "byte_lm",
+    "get",
+    "image_classification",
+    "names",
+    "register",
+    "stream_lm",
+]

@@ -59,8 +59,10 @@ def _say(*args) -> None:
 
 def _summarize_train(exp: Experiment, host_metrics: list[dict]) -> dict:
   sums: dict[str, float] = {}
+  # Tasks name their summed metric keys; the LM tasks predate the attribute.
+  names = getattr(exp.task, "sum_names", ("nll", "correct", "count"))
   for m in host_metrics:
-    for k in ("nll", "correct", "count"):
+    for k in names:
       if k in m:
         sums[k] = sums.get(k, 0.0) + float(m[k])
   out = exp.task.summarize(sums) if sums else {}
