@@ -5,8 +5,9 @@ C = algebra channels, kh/kw = kernel size, d = algebra dimension, n/e =
 matrix size/base dimension of M_n(base) (folded layout, see
 `algebranets.layout`).
 
-    standard: x [B, H, W, C, d],      w [kh, kw, 1, C, d] -> y [B, H', W', C, d]
-    folded:   x [n, B, H, W, C, n*e], w [kh, kw, 1, C, d] -> y [n, B, H', W', C, n*e]
+    standard: x [B, H, W, C, d],      w [kh, kw, 1, C, d] -> [B, H', W', C, d]
+    folded:   x [n, B, H, W, C, n*e], w [kh, kw, 1, C, d]
+              -> y [n, B, H', W', C, n*e]
 
     y[b, p, c] = sum_{taps t} w[t, c] * x[b, p * stride + t * dilation - pad, c]
 
@@ -19,24 +20,28 @@ Paths (`PATHS`):
   grouped  `kernels.conv2d` / `conv2d_folded` with feature_group_count = C
            (block expansion or fold: ONE grouped XLA convolution).
   taps     the convolution written out over its kh*kw taps: zero-pad, take
-           the tap's strided slice, multiply by the tap's weight with the
-           algebra product unrolled over the nonzero structure constants
-           (exactly macs_per_product real multiply-adds per pair, the
-           intrinsic count; on the folded layout n^2 * nnz(base) per matrix
-           column), sum. Only pads, slices and element-wise arithmetic, which
-           XLA fuses into a few loops. The backward pass is written by hand
-           (`jax.custom_vjp`):
-             dx: the same tap sum over the stride-dilated, re-padded cotangent
-                 with the flipped kernel and the transposed product (a
-                 "gather" form: each input position reads its kh*kw taps
-                 once). Plain autodiff of the forward gives the "scatter"
-                 form instead, one padded full-size array per tap and
-                 structure term, measured 3-4x slower than the forward;
-             dw: per tap, a fused multiply-and-reduce over B, H', W'.
-           Reverse-over-reverse differentiation works (the backward is built
-           from the same differentiable operations); forward-mode
-           (`jax.jvp`, `jax.jacfwd`) does not go through a custom_vjp, so use
-           path='grouped' for it.
+           each tap's strided slice, multiply it by the tap's weight with
+           the algebra product, sum. Only pads, slices and element-wise
+           arithmetic, which XLA fuses into one loop per output. The product
+           is unrolled over the nonzero structure constants for algebras
+           with at most 16 of them (R, C, H, dual, cross: macs_per_product
+           real multiply-adds per pair) and written as M_n(base) matrix
+           blocks otherwise (M_n(R), M_n(C), M_n(H): n^3 e^2 = the intrinsic
+           count; see `_Terms` / `_Blocks` for why). The backward pass is
+           written by hand (`jax.custom_vjp`):
+             dx: the same tap sum over the stride-dilated, re-padded
+                 cotangent with the flipped kernel and the transposed
+                 product (each input position reads its taps once; autodiff
+                 of the forward scatters one padded full-size array per tap
+                 and term instead: 2-7x slower);
+             dw: per tap, the products summed over B, H', W' by one
+                 matrix-vector product with a ones vector (XLA:CPU's own
+                 reduction over the leading axes was 10-30x slower).
+           Reverse-over-reverse differentiation works (the backward pass is
+           built from the same differentiable operations); forward-mode AD
+           (`jax.jvp`, `jax.jacfwd`) does not go through a custom_vjp: use
+           path='grouped' for it. Compiling is slower than for one grouped
+           convolution (about 0.3-1 s per layer's gradient on 2 CPU cores).
 
 Why 'taps' exists (jax issue #13800): XLA:CPU computes the weight gradient
 of a grouped convolution whose groups hold more than one channel (every
@@ -51,18 +56,55 @@ B=4, MobileNet v1 depthwise shapes (real channels 128 at 56x56 stride 1, 256
 at 28x28 stride 2, 512 at 14x14, 1024 at 7x7; algebra channels = real / d),
 milliseconds per call, command:
 
-    python -m algebranets.kernels.depthwise --algebras R,C,H,M2R
-      (see `_benchmark`; `--batch`, `--shapes` and `--modes` as well)
+    python -c "from algebranets.kernels import depthwise; depthwise._main()" \\
+        --algebras R,C,H,M2R     (also --batch, --shapes, --modes, --repeats)
 
-  BENCHMARK_TABLE
+  algebra shape           mode     grouped   taps autodiff  grp_fold taps_fold
+  R       56x56 C=128 s1  fwd         90.0     2.0      2.3
+  R       56x56 C=128 s1  fwd+bwd     90.5    43.0     31.7
+  R       28x28 C=256 s2  fwd          5.6     0.4      0.3
+  R       28x28 C=256 s2  fwd+bwd     76.3     2.5      2.1
+  R       14x14 C=512 s1  fwd         11.2     0.6      0.4
+  R       14x14 C=512 s1  fwd+bwd     52.6     2.7      3.0
+  R       7x7 C=1024 s1   fwd          5.8     0.4      0.3
+  R       7x7 C=1024 s1   fwd+bwd     83.7     1.3      1.2
+  C       56x56 C=64 s1   fwd         82.4     4.5      4.3
+  C       56x56 C=64 s1   fwd+bwd  14680.1    49.5     51.4
+  C       28x28 C=128 s2  fwd          7.0     0.7      0.7
+  C       28x28 C=128 s2  fwd+bwd   2943.1     3.4      5.1
+  C       14x14 C=256 s1  fwd         13.3     1.1      1.0
+  C       14x14 C=256 s1  fwd+bwd   7320.9     3.1      4.3
+  C       7x7 C=512 s1    fwd          6.8     0.7      0.6
+  C       7x7 C=512 s1    fwd+bwd   7375.3     1.8      1.9
+  H       56x56 C=32 s1   fwd         64.7     4.6      5.1
+  H       56x56 C=32 s1   fwd+bwd   3820.5    31.4     59.4
+  H       28x28 C=64 s2   fwd          4.5     1.0      1.2
+  H       28x28 C=64 s2   fwd+bwd    937.6     3.8      5.6
+  H       14x14 C=128 s1  fwd          8.6     1.3      1.1
+  H       14x14 C=128 s1  fwd+bwd   3663.0     3.6     12.6
+  H       7x7 C=256 s1    fwd          4.5     1.0      1.3
+  H       7x7 C=256 s1    fwd+bwd   3744.3     2.0      6.0
+  M2R     56x56 C=32 s1   fwd         64.1     2.4      2.4      86.6       1.6
+  M2R     56x56 C=32 s1   fwd+bwd   4613.9    31.1    611.1    4062.4      53.5
+  M2R     28x28 C=64 s2   fwd          6.0     0.8      0.6       9.9       0.5
+  M2R     28x28 C=64 s2   fwd+bwd    973.4     2.2     70.5     949.1       3.0
+  M2R     14x14 C=128 s1  fwd          8.9     0.7      0.4      13.6       0.7
+  M2R     14x14 C=128 s1  fwd+bwd   3662.8     2.8    136.6    3841.9       4.6
+  M2R     7x7 C=256 s1    fwd          4.5     0.4      0.3       6.8       0.4
+  M2R     7x7 C=256 s1    fwd+bwd   3778.0     1.3     66.1    3906.0       2.2
 
-'taps' is the automatic choice on CPU for every algebra: its forward matches
-or beats the grouped convolution, and its forward+backward is
-two to three orders of magnitude faster for every algebra with d > 1. On
-other backends 'grouped' is kept (cuDNN and the TPU convolution emitters
-implement grouped convolutions natively; not measured here: no accelerator
-was available), as is the case for raw, possibly traced structure constants,
-which the unrolled product cannot read.
+Columns: 'grouped' and 'taps' paths; autodiff: the taps forward pass
+differentiated by JAX instead of the custom VJP; grp_fold / taps_fold: the
+folded layout (M_n only). Also M4R at 56x56 C=8 / 14x14 C=32 (--algebras
+M4R --shapes 128:56:1,512:14:1), fwd+bwd: grouped 1128 / 957, taps 39 /
+6.6, taps_fold 86 / 21.5 ms.
+
+So 'taps' is the automatic choice on CPU for every algebra: its forward is
+2-45x faster than the grouped convolution here, its forward+backward 2-60x
+(R) and 100-4700x (d > 1) faster. On other backends 'grouped' is kept
+(cuDNN and the TPU convolution emitters implement grouped convolutions
+natively; not measured: no accelerator was available to this work), as it
+is for traced structure constants, which 'taps' cannot unroll.
 """
 
 from __future__ import annotations
@@ -86,7 +128,7 @@ PATHS = ("grouped", "taps")
 AUTO = "auto"
 
 
-# -- choice of path --------------------------------------------------------------
+# -- choice of path ------------------------------------------------------------
 
 
 def _concrete_constants(algebra) -> np.ndarray | None:
@@ -123,7 +165,7 @@ def choose_path(algebra, x_shape=None, w_shape=None) -> str:
   return "taps" if jax.default_backend() == "cpu" else "grouped"
 
 
-# -- argument checks -------------------------------------------------------------
+# -- argument checks -----------------------------------------------------------
 
 
 def _pair(v, what: str, who: str) -> tuple[int, int]:
@@ -156,7 +198,9 @@ def _explicit_padding(padding, in_hw, window, strides, who: str):
     return tuple((int(lo), int(hi)) for lo, hi in pads)
 
   def is_count(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+    return (
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+    )
 
   if is_count(padding):
     return ((int(padding),) * 2,) * 2
@@ -191,7 +235,12 @@ class _Geometry:
     return tuple(
         (n + lo + hi - ((k - 1) * r + 1)) // s + 1
         for n, (lo, hi), k, r, s in zip(
-            in_hw, self.pads, self.kernel, self.dilation, self.stride
+            in_hw,
+            self.pads,
+            self.kernel,
+            self.dilation,
+            self.stride,
+            strict=True,
         )
     )
 
@@ -200,7 +249,7 @@ def _geometry(in_hw, w_shape, stride, padding, dilation, who) -> _Geometry:
   kernel = (int(w_shape[0]), int(w_shape[1]))
   stride = _pair(stride, "stride", who)
   dilation = _pair(dilation, "dilation", who)
-  window = tuple((k - 1) * r + 1 for k, r in zip(kernel, dilation))
+  window = tuple((k - 1) * r + 1 for k, r in zip(kernel, dilation, strict=True))
   pads = _explicit_padding(padding, tuple(in_hw), window, stride, who)
   geom = _Geometry(kernel, stride, dilation, pads)
   out = geom.out_size(in_hw)
@@ -244,7 +293,7 @@ def _check_path(path: str, algebra, who: str) -> str:
   return path
 
 
-# -- the taps kernel -------------------------------------------------------------
+# -- the taps kernel -----------------------------------------------------------
 #
 # Two ways to write the per-tap product, both one fused XLA loop per output:
 #   _Terms   the product unrolled over the nonzero structure constants, each
@@ -268,7 +317,7 @@ def _terms_of(t: np.ndarray, out_axis: int):
   o, ((index on the first remaining axis, on the second, coefficient), ...)."""
   t = np.moveaxis(t, out_axis, -1)
   out = [[] for _ in range(t.shape[-1])]
-  for u, v, o in zip(*np.nonzero(t)):
+  for u, v, o in zip(*np.nonzero(t), strict=True):
     out[o].append((int(u), int(v), float(t[u, v, o])))
   return tuple(tuple(terms) for terms in out)
 
@@ -374,7 +423,7 @@ def _stack(planes, shape, dtype):
 
 
 def _tap_slices(xp, geom: _Geometry, out_hw, stride):
-  """[(a, b, strided slice of padded xp for tap (a, b))] -> [B, H', W', C, k]."""
+  """[(a, b, strided slice of padded xp for tap (a, b))], [B, H', W', C, k]."""
   (kh, kw), (rh, rw) = geom.kernel, geom.dilation
   ho, wo = out_hw
   sh, sw = stride
@@ -461,14 +510,16 @@ def _taps_bwd(form, geom, residuals, ct):
 _taps.defvjp(_taps_fwd, _taps_bwd)
 
 
-# Largest nnz (structure-constant nonzeros) unrolled as _Terms: H has 16; a
-# denser algebra compiles faster as blocks.
+# Largest nnz (structure-constant nonzeros) of a non-matrix algebra unrolled
+# as _Terms (H has 16). Matrix algebras always use _Blocks: unrolled, even
+# their folded product (n^2 nnz(base) terms per matrix column) made M4R's
+# forward+backward 4x slower.
 _MAX_TERMS = 16
 
 
 @functools.cache
-def _terms_form(key: bytes, d: int) -> _Terms:
-  t = np.frombuffer(key, np.float64).reshape(d, d, d)  # [p, r, q]
+def _terms_form(key: bytes, shape: tuple[int, int, int]) -> _Terms:
+  t = np.frombuffer(key, np.float64).reshape(shape)  # [p, r, q]
   return _Terms(
       fwd=_terms_of(t, 2),
       dx=_terms_of(t.transpose(0, 2, 1), 2),
@@ -493,7 +544,7 @@ def _run_taps(x, w2, algebra, nb_is_n: bool, geom: _Geometry, autodiff=False):
   constants = alg.structure_constants if alg is not None else base
   if n == 1 and np.count_nonzero(constants) <= _MAX_TERMS:
     t = np.ascontiguousarray(constants, np.float64)
-    form, wk = _terms_form(t.tobytes(), d), w2
+    form, wk = _terms_form(t.tobytes(), t.shape), w2
   else:
     e = d // (n * n)
     form = _Blocks(n=n, nb=n if nb_is_n else 1, e=e)
@@ -504,7 +555,7 @@ def _run_taps(x, w2, algebra, nb_is_n: bool, geom: _Geometry, autodiff=False):
   return op(x, wk, form, geom).astype(out_dtype)
 
 
-# -- public kernels --------------------------------------------------------------
+# -- public kernels ------------------------------------------------------------
 
 
 def depthwise_conv2d(
@@ -621,11 +672,13 @@ def depthwise_conv2d_folded(
         precision=precision,
     )
   _, b, h, wd, c, k = x_f.shape
-  y = _run_taps(x_f.reshape(n * b, h, wd, c, k), w[:, :, 0], algebra, False, geom)
+  y = _run_taps(
+      x_f.reshape(n * b, h, wd, c, k), w[:, :, 0], algebra, False, geom
+  )
   return y.reshape(n, b, *y.shape[1:])
 
 
-# -- measurement behind choose_path ------------------------------------------------
+# -- measurement behind choose_path --------------------------------------------
 
 # MobileNet v1 depthwise layers at 224x224: (real channels, spatial, stride).
 _BENCH_SHAPES = ((128, 56, 1), (256, 28, 2), (512, 14, 1), (1024, 7, 1))
@@ -754,7 +807,11 @@ def _main(argv=None) -> None:
   print("|" + "---|" * (3 + len(keys)))
   for r in rows:
     cells = [f"{r[k]:.1f}" if k in r else "" for k in keys]
-    print(f"| {r['algebra']} | {r['shape']} | {r['mode']} | " + " | ".join(cells) + " |")
+    print(
+        f"| {r['algebra']} | {r['shape']} | {r['mode']} | "
+        + " | ".join(cells)
+        + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -255,10 +255,10 @@ class DepthwiseConv2D(_AlgebraConv2D):
   grouped convolution's, see `kernels.depthwise`; the grouped convolution
   elsewhere); 'taps' and 'grouped' force `kernels.depthwise_conv2d`'s paths;
   one of `kernels.CONV_PATHS` forces that path of the grouped
-  `kernels.conv2d` ('fold', 'grouped' or 'taps' in the folded layout). With
-  channel_multiplier > 1 the 'taps' kernel sees every input channel
-  repeated channel_multiplier times (output channel c * mult + j reads input
-  channel c), which is the same convolution.
+  `kernels.conv2d` (the folded layout takes 'auto', 'grouped', 'taps' and
+  'fold'). With channel_multiplier > 1 the 'taps' kernel sees every input
+  channel repeated channel_multiplier times (output channel c * mult + j
+  reads input channel c), which is the same convolution.
   """
 
   def __init__(

@@ -219,7 +219,9 @@ class ComponentDepthwiseConv2D(hk.Module):
     """One real multiply-add per real component, tap and output position."""
     lead = slice(1, -2) if self.layout == layout_lib.FOLDED else slice(0, -2)
     positions = math.prod(y.shape[lead])
-    return int(positions * self.kernel_shape**2 * y.shape[-2] * self.algebra.dim)
+    return int(
+        positions * self.kernel_shape**2 * y.shape[-2] * self.algebra.dim
+    )
 
 
 class MobileNet(hk.Module):
