@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -191,3 +192,13 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
   ]
   lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
+
+
+def write_results(path: str | None, results: Mapping[str, Any]) -> None:
+  """Writes a benchmark's results as indented JSON to `path` (if given) and
+  says where."""
+  if not path:
+    return
+  with open(path, "w") as f:
+    json.dump(results, f, indent=1)
+  print(f"wrote {path}")

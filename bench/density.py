@@ -13,10 +13,15 @@ its time should stay close to the real layer's while it does `density` x the
 FLOPs; at large batch it is compute bound and costs `density` x the time.
 This benchmark measures both regimes and the crossover between them.
 
-Shapes: the real layer is x [B, K] @ w [K, K], K = round(sqrt(params)); the
+Shapes: the real layer is x [B, K] times w [K, K], K = round(sqrt(params)); the
 algebra layer is x [B, N, d] with w [N, N, d], N = round(sqrt(params / d))
 (exact for d = 1, 4, 16; within 0.1% of `params` for d = 2, 3, 8, 9 at the
-default 4M). Both are timed in the same interleaved rounds.
+default 4M). Both are timed in the same interleaved rounds. Forward, the
+real layer runs through the same inference path as the algebra layers
+(`kernels.dense_prepared` of R with a weight prepared once, stored
+output-major; at small batch it is faster than a plain x @ w, see
+`kernels.dense`), so the comparison isolates the algebra; forward+backward
+it is a plain x @ w.
 
 Variants of the algebra layer (forward):
   einsum, expand, right, fold   `kernels.dense(path=...)` on the canonical
@@ -31,13 +36,10 @@ Variants of the algebra layer (forward):
                                 folded on every call (a folded network).
   prepared_folded               M_n(base) only: folded activations AND the
                                 folded weight cached by `prepare_dense(...,
-                                'fold')`: one matmul [n*B, N*n*e] x [N*n*e,
-                                M*n*e]. The library has no public call for
-                                this combination yet (dense_folded re-folds
-                                the weight, dense_prepared re-folds the
-                                activations), so it is composed here from
-                                PreparedDense.weight exactly as dense_folded
-                                composes it.
+                                'fold')` and applied by
+                                `kernels.dense_prepared_folded`: one matmul
+                                of [n*B, N*n*e] and the cached [M*n*e,
+                                N*n*e] weight.
 The LIBRARY variant (main tables, crossover, targets) is the library's best
 inference path: prepared_folded for M_n(base); otherwise prepared_<p> with p
 = `kernels.choose_dense_path` for that batch. With --modes fwd+bwd (training)
@@ -67,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import sys
 import time
@@ -149,9 +150,9 @@ def library_variant_for(
   Returns:
     A name from `variants(alg, mode)`.
   """
-  if is_matrix(alg):
-    return "prepared_folded" if mode == "fwd" else "folded"
   path = _auto_path(alg, batch, channels)
+  if path == "fold":
+    return "prepared_folded" if mode == "fwd" else "folded"
   return f"prepared_{path}" if mode == "fwd" and path != "einsum" else path
 
 
@@ -261,6 +262,11 @@ class WeightBank:
       out = _weights(
           jax.random.fold_in(self._key, 1), (k, k), count, self.dtype
       )
+    elif name == "real_prepared":
+      out = [
+          kernels.prepare_dense(w[:, :, None], "R", "expand")
+          for w in self._get("real")
+      ]
     elif name == "canonical":
       n, d = self.channels, self.alg.dim
       count = _copies(n * n * d * self.dtype.itemsize, self.rotate_bytes)
@@ -279,9 +285,9 @@ class WeightBank:
     return out
 
   def weights(self, variant: str) -> list:
-    """The rotated weight inputs of `variant` (or 'real')."""
-    if variant == "real":
-      return self._get("real")
+    """The rotated weight inputs of `variant` (or 'real', 'real_prepared')."""
+    if variant in ("real", "real_prepared"):
+      return self._get(variant)
     if variant in RAW_PATHS or variant == "folded":
       return self._get("canonical")
     # prepared_fold and prepared_folded share their copies.
@@ -334,11 +340,15 @@ def run_point(
   fns: dict[str, Callable[[], Any]] = {}
   copies: dict[str, int] = {}
   for name in [*names, "real"]:
-    if name == "real":
+    if name == "real" and mode == "fwd":
+      fn, x_in = kernels.dense_prepared, xr[:, :, None]
+      w_ins = bank.weights("real_prepared")
+    elif name == "real":
       fn, x_in = jnp.dot, xr
+      w_ins = bank.weights(name)
     else:
       fn, x_in = variant_fn(alg, name), variant_x(alg, name, x)
-    w_ins = bank.weights(name)
+      w_ins = bank.weights(name)
     copies[name] = len(w_ins)
     if mode == "fwd":
       arg_sets = [(x_in, w_in) for w_in in w_ins]
@@ -852,10 +862,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "summary": summarize(rows),
       "targets": batch1_targets(rows),
   }
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=1)
-    print(f"wrote {args.out}")
+  common.write_results(args.out, results)
   return results
 
 

@@ -86,7 +86,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import sys
 import time
@@ -1073,10 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "skipped": skipped,
       "targets": targets(rows),
   }
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=1)
-    print(f"wrote {args.out}")
+  common.write_results(args.out, results)
   return results
 
 

@@ -91,7 +91,6 @@ import ast
 import contextlib
 import dataclasses
 import importlib
-import json
 import math
 import os
 import pathlib
@@ -1371,10 +1370,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "notes": the_notes,
       "wall_s": wall,
   }
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=1)
-    print(f"wrote {args.out}")
+  common.write_results(args.out, results)
   return results
 
 

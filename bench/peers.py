@@ -1043,6 +1043,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
       print(f"  {c}")
   print(f"\nwall time {wall:.1f}s")
   if args.out:
+    # Not bench.common.write_results: that module imports JAX, and this
+    # one needs only numpy and the standard library (see the docstring).
     with open(args.out, "w") as f:
       json.dump(results, f, indent=1)
     print(f"wrote {args.out}")

@@ -11,6 +11,13 @@ A config file opts in by defining
     for algebra in ("R", "C", "H", "M2R"):
       add(**{"model.algebra": algebra})
 
+A point may also carry `config_arg="k=v,..."`: config-file args appended to
+the --config arg for that point only (for switches that change a config's
+shape, e.g. a different model whose section has other keys):
+
+    for learner in ("mean", "network"):
+      add(config_arg=f"learner={learner}", **{"data.input_dim": 8})
+
 Every point is checked against the config (unknown keys get "Did you mean",
 values are validated) before anything runs, and repeated over `--num_seeds`
 seeds (`seed` = --first_seed + i). Running locally skips jobs whose workdir
@@ -90,8 +97,8 @@ def _apply(config, overrides: dict[str, Any]) -> None:
     container[leaf] = tuple(value) if isinstance(value, list) else value
 
 
-def _name(overrides: dict[str, Any]) -> str:
-  parts = []
+def _name(overrides: dict[str, Any], point_arg: str = "") -> str:
+  parts = [t.strip() for t in point_arg.split(",") if t.strip()]
   for k, v in overrides.items():
     text = _format_value(v).strip("()").replace(",", "-").replace("/", "_")
     parts.append(f"{k.split('.')[-1]}={text}")
@@ -114,8 +121,9 @@ def expand(
     first_seed: seed of the first repeat.
 
   Returns:
-    [{'name', 'workdir', 'overrides', 'command' (argv list)}], in sweep order
-    with seeds innermost.
+    [{'name', 'workdir', 'overrides', 'config_arg', 'command' (argv list)}],
+    in sweep order with seeds innermost; 'config_arg' is the full
+    'configs/X.py:arg' of the job (the point's own `config_arg` appended).
 
   Raises:
     ValueError: no sweep() in the file, an empty sweep, a bad key or value.
@@ -140,24 +148,39 @@ def expand(
   root = pathlib.Path(workdir_root or f"workdirs/{pathlib.Path(path).stem}")
   jobs = []
   for point in points:
+    point = dict(point)
+    point_arg = point.pop("config_arg", "")
+    if not isinstance(point_arg, str):
+      raise ValueError(
+          f"sweep(): config_arg must be a string such as 'learner=mean', got "
+          f"{point_arg!r}."
+      )
+    job_arg = ",".join(a for a in (arg, point_arg) if a)
+    job_config_arg = f"{path}:{job_arg}" if job_arg else path
     for i in range(num_seeds):
       overrides = dict(point)
       if num_seeds > 1 or "seed" in point:
         overrides.setdefault("seed", first_seed + i)
-      config = module.get_config(arg or None)
+      config = module.get_config(job_arg or None)
       _apply(config, overrides)
       config_lib.validate(config, num_devices=1, check_data=False)
-      name = _name(overrides)
+      name = _name(overrides, point_arg)
       workdir = str(root / name)
       command = [
           "python",
           "-m",
           "experiments.train",
-          f"--config={config_arg}",
+          f"--config={job_config_arg}",
           f"--workdir={workdir}",
       ] + [f"--config.{k}={_format_value(v)}" for k, v in overrides.items()]
       jobs.append(
-          dict(name=name, workdir=workdir, overrides=overrides, command=command)
+          dict(
+              name=name,
+              workdir=workdir,
+              overrides=overrides,
+              config_arg=job_config_arg,
+              command=command,
+          )
       )
   names = [j["name"] for j in jobs]
   if len(set(names)) != len(names):

@@ -210,6 +210,11 @@ def test_variant_sets_and_library_choice():
   # folded layout (training).
   assert density.library_variant_for(m2r, 1, 1024, "fwd") == "prepared_folded"
   assert density.library_variant_for(m2r, 1, 1024, "fwd+bwd") == "folded"
+  # M2C: the compact weight at 1-2 tokens (its folded weight is twice the
+  # stored one; see kernels.choose_dense_path), folded from 4 on.
+  m2c = algebras.get("M2C")
+  assert density.library_variant_for(m2c, 1, 512, "fwd") == "prepared_right"
+  assert density.library_variant_for(m2c, 4, 512, "fwd") == "prepared_folded"
   # Others follow kernels.choose_dense_path: the activation-side path while
   # there are fewer tokens than output channels.
   assert density.library_variant_for(h, 1, 1024, "fwd") == "prepared_right"

@@ -44,6 +44,10 @@ def test_config_runs_one_step_runlocal(
     config.data.path = str(tiny_corpus)
     config.data.seq_len = min(config.data.seq_len, 32)
     config.eval.batch_size = 8
+  elif config.task == "teacher_student":
+    # Synthetic data, nothing to replace; smaller held-out sets.
+    config.data.valid_examples = config.data.test_examples = 100
+    config.eval.batch_size = 50
   elif config.data.name in ("wikitext103", "wikitext_sample"):
     config.data.name = "wikitext_sample"
     config.data.path = str(tiny_wikitext)

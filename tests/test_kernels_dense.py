@@ -11,6 +11,7 @@ defining formula (a b)_k = sum_ij c_ijk a_i b_j in numpy.
 from __future__ import annotations
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -246,6 +247,37 @@ def test_prepare_dense_matches_dense(name, x64):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=path)
 
 
+@pytest.mark.parametrize("path", ["expand", "right", "fold"])
+def test_prepared_dense_both_row_regimes_and_output_major_layout(path, x64):
+  # Up to dense.SMALL_ROWS rows the prepared product runs weight-on-the-left
+  # (matrix-vector speed); above it, activations on the left. Both must be
+  # the same product, and the cached weight is stored output-major.
+  dense_lib = importlib.import_module("algebranets.kernels.dense")
+  alg = "M2R"
+  rng = np.random.default_rng(7)
+  w = jnp.asarray(rng.normal(size=(3, 5, 4)))
+  p = kernels.prepare_dense(w, alg, path)
+  # [out, in]: expand L(w)^T [M*d, N*d]; right [M, N*d]; fold W_f^T
+  # [M*n, N*n] (n = 2).
+  want_shape = {"expand": (20, 12), "right": (5, 12), "fold": (10, 6)}
+  assert p.weight.shape == want_shape[path]
+  small = dense_lib.SMALL_ROWS
+  for rows in (1, small // 4, small, small + 1, 3 * small):
+    # 'right' multiplies d rows per token, 'fold' n rows per token.
+    x = jnp.asarray(rng.normal(size=(rows, 3, 4)))
+    want = kernels.dense(x, w, alg, path="einsum")
+    np.testing.assert_allclose(
+        kernels.dense_prepared(x, p), want, rtol=1e-10, atol=1e-10
+    )
+  grads = jax.grad(lambda x: kernels.dense_prepared(x, p).sum())(
+      jnp.ones((2, 3, 4))
+  )
+  want = jax.grad(lambda x: kernels.dense(x, w, alg, path="einsum").sum())(
+      jnp.ones((2, 3, 4))
+  )
+  np.testing.assert_allclose(grads, want, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("path", kernels.DENSE_PATHS)
 def test_prepared_dense_is_a_pytree_and_does_not_retrace(path):
   alg = "M2C"
@@ -298,10 +330,16 @@ def test_choose_dense_path():
   for name in MATRIX_NAMES:
     alg = CASES[name][0]
     d = refs.dim(name)
-    for tokens in (1, 512):
-      assert kernels.choose_dense_path(alg, (tokens, 8, d), (8, 64, d)) == (
-          "fold"
-      )
+    assert kernels.choose_dense_path(alg, (512, 8, d), (8, 64, d)) == "fold"
+    # 1-2 tokens: M_n(R) still folds; over a base of dimension e > 1 (M2C,
+    # M2H) the folded weight is e times the stored one, so the compact
+    # weight (activation side) wins.
+    _, e = layout.matrix_shape(algebras.get(alg))
+    want = "fold" if e == 1 else "right"
+    assert kernels.choose_dense_path(alg, (1, 8, d), (8, 64, d)) == want
+    assert kernels.choose_dense_path(alg, (2, 8, d), (8, 64, d)) == want
+    # From a few tokens on the fold's n-fold fewer MACs win for every base.
+    assert kernels.choose_dense_path(alg, (4, 8, d), (8, 64, d)) == "fold"
   for tokens in (1, 512):
     assert kernels.choose_dense_path("R", (tokens, 8, 1), (8, 64, 1)) == (
         "expand"

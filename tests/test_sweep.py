@@ -110,3 +110,118 @@ def test_transformer_xl_sweep_adds_sparsity_targets():
       for j in plain
   }
   assert widths["R"] == 1.0 and widths["H"] == 2.0 and widths["M2R"] == 2.0
+
+
+# -- per-point config args (`config_arg`) --------------------------------------
+
+_TS_CONFIG = """
+from configs import teacher_student
+
+def get_config(arg=None):
+  return teacher_student.get_config(arg)
+
+"""
+
+
+def _ts_config_file(tmp_path, body):
+  path = tmp_path / "ts_cfg.py"
+  path.write_text(_TS_CONFIG + textwrap.dedent(body))
+  return str(path)
+
+
+def test_point_config_arg_is_appended_to_the_base_arg(tmp_path):
+  path = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="learner=mean,d=8", **{"data.teacher_units": 3})
+        add(config_arg="learner=network,d=8", **{"data.teacher_units": 3})
+        add(**{"data.teacher_units": 3})
+      """,
+  )
+  jobs = sweep.expand(f"{path}:hermite3_only,r=5", workdir_root="runs")
+  mean, net, plain = jobs
+  assert mean["config_arg"] == f"{path}:hermite3_only,r=5,learner=mean,d=8"
+  assert f"--config={mean['config_arg']}" in mean["command"]
+  assert "--config.data.teacher_units=3" in mean["command"]
+  # The point's args come first in the name, then its overrides.
+  assert mean["name"] == "learner=mean,d=8,teacher_units=3"
+  assert mean["workdir"] == "runs/learner=mean,d=8,teacher_units=3"
+  assert net["name"] == "learner=network,d=8,teacher_units=3"
+  # A point without config_arg keeps the base arg alone.
+  assert plain["config_arg"] == f"{path}:hermite3_only,r=5"
+  assert plain["name"] == "teacher_units=3"
+  # Without a base arg the point's arg stands alone.
+  bare = sweep.expand(path)
+  assert bare[0]["config_arg"] == f"{path}:learner=mean,d=8"
+  assert bare[2]["config_arg"] == path
+  assert "--config=" + path in bare[2]["command"]
+
+
+def test_points_validate_against_their_own_model_section(tmp_path):
+  # model.rank exists only in the moment learner's section and model.hidden
+  # only in the network's: each point is checked against its own config.
+  good = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="learner=moment_tensor", **{"model.rank": 2})
+        add(config_arg="learner=network", **{"model.hidden": 8})
+        add(config_arg="learner=mean", **{"model.fit_examples": 50})
+      """,
+  )
+  jobs = sweep.expand(good)
+  assert [j["overrides"] for j in jobs] == [
+      {"model.rank": 2},
+      {"model.hidden": 8},
+      {"model.fit_examples": 50},
+  ]
+  bad = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="learner=mean", **{"model.hidden": 8})
+      """,
+  )
+  with pytest.raises(
+      config_lib.ConfigError, match=r"'model\.hidden' is not in"
+  ):
+    sweep.expand(bad)
+  unknown = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="lerner=mean")
+      """,
+  )
+  with pytest.raises(config_lib.ConfigError, match='Did you mean "learner"'):
+    sweep.expand(unknown)
+
+
+def test_same_overrides_with_other_config_args_are_distinct(tmp_path):
+  path = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        for learner in ("mean", "least_squares"):
+          add(config_arg=f"learner={learner}", seed=1)
+      """,
+  )
+  jobs = sweep.expand(path)
+  assert [j["name"] for j in jobs] == [
+      "learner=mean,seed=1",
+      "learner=least_squares,seed=1",
+  ]
+
+
+@pytest.mark.parametrize("value", ["3", "['learner=mean']"])
+def test_config_arg_must_be_a_string(tmp_path, value):
+  path = _ts_config_file(
+      tmp_path,
+      f"""
+      def sweep(add, arg=None):
+        add(config_arg={value})
+      """,
+  )
+  with pytest.raises(ValueError, match="config_arg must be a string"):
+    sweep.expand(path)

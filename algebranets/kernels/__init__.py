@@ -2,7 +2,8 @@
 
 `dense`, `conv2d` and `depthwise_conv2d` pick the fastest exact path
 automatically (`choose_dense_path`, `choose_conv_path`,
-`choose_depthwise_path`); pass `path=` to force one.
+`choose_depthwise_path`); pass `path=` to force one. Log-space ConvAC
+kernels (signed logs, product pooling): `product_pooling`.
 """
 
 from algebranets.kernels.conv import PATHS as CONV_PATHS
@@ -24,6 +25,16 @@ from algebranets.kernels.depthwise import (
     depthwise_conv2d,
     depthwise_conv2d_folded,
 )
+from algebranets.kernels.product_pooling import (
+    algebra_product_pool,
+    from_log,
+    log_conv2d,
+    log_linear,
+    log_mean_abs,
+    log_product_pool,
+    product_pool,
+    to_log,
+)
 from algebranets.kernels.structure import expand_left, expand_right, fold_weight
 
 __all__ = [
@@ -31,6 +42,7 @@ __all__ = [
     "DENSE_PATHS",
     "DEPTHWISE_PATHS",
     "PreparedDense",
+    "algebra_product_pool",
     "choose_conv_path",
     "choose_dense_path",
     "choose_depthwise_path",
@@ -45,5 +57,12 @@ __all__ = [
     "expand_left",
     "expand_right",
     "fold_weight",
+    "from_log",
+    "log_conv2d",
+    "log_linear",
+    "log_mean_abs",
+    "log_product_pool",
     "prepare_dense",
+    "product_pool",
+    "to_log",
 ]

@@ -30,30 +30,44 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from algebranets import layout as layout_lib
 from algebranets.kernels import structure
 
 PATHS = ("einsum", "expand", "right", "fold")
+# Prepared (cached) weights are multiplied with the weight on the left up to
+# this many activation rows (see `_matmul_prepared`).
+SMALL_ROWS = 64
+# M_n over a base with e > 1 uses the activation-side path up to this many
+# tokens (see `choose_path`).
+MATRIX_RIGHT_MAX_TOKENS = 2
 
 
 def choose_path(algebra, x_shape, w_shape) -> str:
   """The path `dense(..., path='auto')` uses for these shapes.
 
-  M_n(base) always folds (minimal MACs, weight only transposed). Otherwise
-  the block expansion, unless there are fewer tokens than output channels:
-  then building L(w) (N*M*d^2 writes per call) costs more than expanding the
-  activations (T*N*d^2), so the activation-side path is used.
+  M_n(base) folds (minimal MACs, weight only transposed), except over a
+  base of dimension e > 1 (M2C) at 1-2 tokens: its folded weight holds e
+  times the stored reals (each base entry becomes an e x e real block), and
+  at batch 1 the weight read dominates; the activation-side path reads the
+  compact weight but does d^2 / (n^3 e^2) = 2x the MACs, so it only wins
+  while there is almost no arithmetic (bench.density, M2C with 4M
+  parameters: 0.83 vs 1.55 ms at 1 token, a tie at 2, the fold 1.3x faster
+  at 4 and 2-3x from 8 on). Otherwise the block expansion, unless there are
+  fewer tokens than output channels: then building L(w) (N*M*d^2 writes
+  per call) costs more than expanding the activations (T*N*d^2), so the
+  activation-side path is used.
   """
   alg, c = structure.resolve(algebra)
   d = c.shape[0]
-  if alg is not None and alg.matrix_shape is not None and d > 1:
-    return "fold"
   if d == 1:
     return "expand"
   tokens = math.prod(x_shape[:-2])
-  out_channels = w_shape[1]
-  return "right" if tokens < out_channels else "expand"
+  if alg is not None and alg.matrix_shape is not None:
+    _, e = layout_lib.matrix_shape(alg)
+    return "right" if e > 1 and tokens <= MATRIX_RIGHT_MAX_TOKENS else "fold"
+  return "right" if tokens < w_shape[1] else "expand"
 
 
 def _check(x, w, d):
@@ -133,6 +147,28 @@ def _matmul(x, w2, k, out_tail, precision):
   return y.reshape(*lead, *out_tail)
 
 
+def _matmul_prepared(x, w_t, k, out_tail, precision):
+  """x [..., A, B] with A * B = k, times a weight stored OUTPUT-major.
+
+  w_t is [out, k]; returns [..., *out_tail]. Up to SMALL_ROWS rows the
+  product is computed as w_t @ x^T, weight on the left: XLA:CPU runs that
+  as a kernel that streams the weight once, while x @ W with 2-16 rows took
+  1.5-1.7x as long (2048 x 2048 float32 weights rotated past the cache: 2
+  rows 0.75 vs 1.21 ms, 1 row 0.71 vs 0.91 ms; at 1024 rows both orders are
+  within 5%). The barrier keeps XLA from fusing the final transpose into the
+  dot, which would bring back the slow order.
+  """
+  lead = x.shape[: x.ndim - 2]
+  x2 = x.reshape(-1, k)
+  contract = (((1,), (1,)), ((), ()))
+  if x2.shape[0] <= SMALL_ROWS:
+    y_t = lax.dot_general(w_t, x2, contract, precision=precision)
+    y = lax.optimization_barrier(y_t).T
+  else:
+    y = lax.dot_general(x2, w_t, contract, precision=precision)
+  return y.reshape(*lead, *out_tail)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PreparedDense:
@@ -140,7 +176,10 @@ class PreparedDense:
 
   For inference (e.g. autoregressive sampling) build it once with `prepare`
   and call `dense_prepared` every step, so the expansion / transpose is not
-  redone per call. A pytree: jit-able, `weight` is the only leaf.
+  redone per call. The matrix paths store the weight output-major
+  (transposed), which makes small-batch calls read it at matrix-vector
+  speed (see `_matmul_prepared`). A pytree: jit-able, `weight` is the only
+  leaf.
   """
 
   weight: jax.Array
@@ -154,9 +193,10 @@ class PreparedDense:
 def prepare(w: jax.Array, algebra, path: str) -> PreparedDense:
   """Convert a stored weight [N, M, d] into `path`'s native layout.
 
-  expand -> L(w) [N*d, M*d]; right -> compact [N*d, M]; fold -> W_f
-  [N*n*e, M*n*e]. (einsum keeps [N, M, d].) `algebra` must be hashable here
-  (a name or Algebra); learned constants go through `dense` directly.
+  Stored output-major: expand -> L(w)^T [M*d, N*d]; right -> the compact
+  weight [M, N*d]; fold -> W_f^T [M*n*e, N*n*e]. (einsum keeps [N, M, d].)
+  `algebra` must be hashable here (a name or Algebra); learned constants go
+  through `dense` directly.
   """
   alg, c = structure.resolve(algebra)
   if alg is None:
@@ -169,6 +209,8 @@ def prepare(w: jax.Array, algebra, path: str) -> PreparedDense:
     raise ValueError(f"prepare: weight must be [N, M, {d}], got {w.shape}.")
   N, M, _ = w.shape
   native = _native(w, alg, path)
+  if path != "einsum":
+    native = native.T  # output-major: see _matmul_prepared
   return PreparedDense(native, path, alg, N, M, d)
 
 
@@ -179,7 +221,9 @@ def dense_prepared(x: jax.Array, p: PreparedDense, *, precision=None):
     raise ValueError(
         f"dense_prepared: x must be [..., {N}, {d}], got {tuple(x.shape)}."
     )
-  return _apply(x, p.weight, p.algebra, p.path, (N, M, d), precision)
+  return _apply(
+      x, p.weight, p.algebra, p.path, (N, M, d), precision, prepared=True
+  )
 
 
 def dense_prepared_folded(x_f: jax.Array, p: PreparedDense, *, precision=None):
@@ -213,11 +257,11 @@ def dense_prepared_folded(x_f: jax.Array, p: PreparedDense, *, precision=None):
         f"dense_prepared_folded: x_f must be folded [{n}, ..., {N}, "
         f"{n * e}], got {tuple(x_f.shape)}."
     )
-  return _matmul(x_f, p.weight, N * n * e, (M, n * e), precision)
+  return _matmul_prepared(x_f, p.weight, N * n * e, (M, n * e), precision)
 
 
 def _native(w, algebra, path):
-  """The stored weight [N, M, d] in `path`'s native layout."""
+  """The stored weight [N, M, d] in `path`'s native (input-major) layout."""
   N, M, d = w.shape
   if path == "expand":
     native = structure.expand_left(w, algebra)  # [N, M, j, k]
@@ -231,19 +275,28 @@ def _native(w, algebra, path):
   raise ValueError(f"Unknown dense path {path!r}; valid: {PATHS}.")
 
 
-def _apply(x, native, algebra, path, sizes, precision):
+def _apply(x, native, algebra, path, sizes, precision, *, prepared=False):
+  """x times a weight in `path`'s layout: input-major [in, out] from
+  `_native`, or output-major [out, in] when `prepared`."""
   N, M, d = sizes
+
+  def matmul(x, k, out_tail):
+    if prepared:
+      return _matmul_prepared(x, native, k, out_tail, precision)
+    return _matmul(x, native, k, out_tail, precision)
+
   if path == "expand":
-    return _matmul(x, native, N * d, (M, d), precision)
+    return matmul(x, N * d, (M, d))
   if path == "right":
     r = structure.expand_right(x, algebra)  # [..., N, i, k]
     lead = x.shape[:-2]
-    r = jnp.swapaxes(r.reshape(-1, N * d, d), 1, 2)  # [T, k, N*d]
-    y = jnp.dot(r, native, precision=precision)  # [T, k, M]
+    r = jnp.swapaxes(r.reshape(-1, N, d, d), 1, 3)  # [T, k, i, N]
+    r = jnp.swapaxes(r, 2, 3)  # [T, k, N, i]
+    y = matmul(r, N * d, (M,))  # [T, k, M]
     return jnp.swapaxes(y, 1, 2).reshape(*lead, M, d)
   if path == "fold":
     n, e = layout_lib.matrix_shape(algebra)
     x_f = layout_lib.fold(x, algebra)
-    y_f = _matmul(x_f, native, N * n * e, (M, n * e), precision)
+    y_f = matmul(x_f, N * n * e, (M, n * e))
     return layout_lib.unfold(y_f, algebra)
   return dense(x, native, algebra, path="einsum", precision=precision)

@@ -12,9 +12,13 @@ of the config's model section:
 
 Registered: 'transformer_lm' (`algebranets.models.transformer_lm`),
 'transformer_xl' (`algebranets.models.transformer_xl`), 'resnet'
-(`algebranets.models.resnet`), 'mobilenet' (`algebranets.models.mobilenet`).
+(`algebranets.models.resnet`), 'mobilenet' (`algebranets.models.mobilenet`),
+'two_layer' (`algebranets.models.two_layer`, the teacher-student student:
+from_config(model_cfg, input_dim=d, coeffs=...), module(x [B, d],
+is_training) -> predictions [B]).
 Vision models are built as from_config(model_cfg, num_classes=K) and called
-as model(images [B, H, W, c], is_training) -> logits [B, K].
+as model(images [B, H, W, c], is_training) -> logits [B, K]; so is 'convac'
+(`algebranets.models.convac`: ConvACs in log space and matching ConvNets).
 """
 
 from __future__ import annotations
@@ -38,13 +42,18 @@ class ModelSpec:
     channels_for: (model_cfg) -> int, the algebra channels C of the model's
       activations (d_model * width_multiplier / algebra dim); tasks that
       keep activations as state (recurrent memories) size it with this.
+    fit: for closed-form estimators only (`algebranets.learners`):
+      (fit_data, task, model_cfg) -> fitted estimator; such a model is fitted
+      by `algebranets.training.closed_form` instead of trained by SGD, and
+      `from_config` is None.
   """
 
   name: str
   default_config: Callable[[], dict[str, Any]]
   validate_config: Callable[[Any], None]
-  from_config: Callable[..., Any]
+  from_config: Callable[..., Any] | None
   channels_for: Callable[[Any], int] | None = None
+  fit: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -102,10 +111,12 @@ def names() -> list[str]:
 
 # Imported after the registry exists so model modules may use it.
 from algebranets.models import (  # noqa: E402
+    convac,
     mobilenet,
     resnet,
     transformer_lm,
     transformer_xl,
+    two_layer,
 )
 
 register(
@@ -150,8 +161,29 @@ register(
     ),
 )
 
+register(
+    convac.NAME,
+    ModelSpec(
+        name=convac.NAME,
+        default_config=convac.default_config,
+        validate_config=convac.validate_config,
+        from_config=convac.from_config,
+    ),
+)
+
+register(
+    two_layer.NAME,
+    ModelSpec(
+        name=two_layer.NAME,
+        default_config=two_layer.default_config,
+        validate_config=two_layer.validate_config,
+        from_config=two_layer.from_config,
+    ),
+)
+
 __all__ = [
     "ModelSpec",
+    "convac",
     "get",
     "mobilenet",
     "names",
@@ -159,4 +191,8 @@ __all__ = [
     "resnet",
     "transformer_lm",
     "transformer_xl",
+    "two_layer",
 ]
+
+# Registers the closed-form estimators (mean, least_squares, moment_tensor).
+from algebranets import learners  # noqa: E402,F401

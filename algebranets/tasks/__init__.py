@@ -58,6 +58,7 @@ from algebranets.tasks import (  # noqa: E402
     byte_lm,
     image_classification,
     stream_lm,
+    teacher_student,
 )
 
 __all__ = [
@@ -68,4 +69,5 @@ __all__ = [
     "names",
     "register",
     "stream_lm",
+    "teacher_student",
 ]

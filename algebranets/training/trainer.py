@@ -148,6 +148,12 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     NonFiniteError: NaN/Inf loss or gradient norm (last good checkpoint kept).
     checkpointing.CheckpointError: no readable checkpoint matches the config.
   """
+  from algebranets.training import closed_form
+
+  if closed_form.is_closed_form(config):
+    # Closed-form learners (models with ModelSpec.fit) are fitted, not
+    # trained: no optimizer, steps or checkpoints.
+    return closed_form.fit_and_evaluate(config, workdir)
   workdir = pathlib.Path(workdir)
   exp = Experiment(config)
   chief = jax.process_index() == 0
@@ -203,6 +209,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     state = _train_loop(exp, state, start, ckpt, writer, workdir)
 
     final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
+    # Optional task hook: metrics of the trained parameters themselves
+    # (e.g. teacher-direction recovery), reported with the final ones.
+    param_metrics = getattr(exp.task, "param_metrics", None)
+    if param_metrics is not None:
+      final.update(
+          {
+              k: float(v)
+              for k, v in param_metrics(jax.device_get(state.params)).items()
+          }
+      )
     step = int(jax.device_get(state.step))
     if exp.pruning:
       sparse = sparse_summary(exp, state, report)

@@ -1,0 +1,429 @@
+"""Two-layer student networks over an algebra (the teacher-student study).
+
+    x [B, d] real
+      -> lift: [B, N, A] algebra channels (consecutive features fill an
+         element: feature n*A + j is component j of channel n)
+      -> Linear (algebra weights [N, H, A], bias [H, A])   module 'hidden'
+      -> activation                                       [B, H, A]
+      -> real head: all H*A real components -> 1, bias    module 'head'
+      -> predictions [B]
+
+Shape glossary: B = batch, d = input features, A = algebra dimension,
+N = input algebra channels (d / A, or ceil(d / A) with lift 'pad'),
+H = hidden algebra channels (H*A real hidden units).
+
+Keys (`default_config`):
+  algebra     any registered algebra.
+  hidden      real hidden units of the R student this one is compared with.
+  match       'params': H is chosen so that the total parameter count is the
+              closest to that R student's (`matched_channels`); 'none':
+              H = hidden // A.
+  activation  'poly': the teacher's polynomial sigma(t) = sum_k a_k t^k on
+              every real component (the coefficients come from the task);
+              'relu': component-wise ReLU; 'poly_algebra': sum_k a_k q^k
+              with the algebra product, q^k = q q^{k-1} (left powers; for a
+              non-associative algebra this fixes the bracketing), a_0 times
+              the algebra's unit (an algebra without a unit, e.g. 'cross',
+              needs a_0 = 0).
+  lift        'reshape': d must be divisible by A (otherwise a ValueError
+              names the fix); 'pad': x is zero-padded to N*A features first.
+
+Initialisation: the hidden layer uses the library's
+`AlgebraVarianceScaling` with gain 1 before a polynomial (so every real
+hidden unit's effective direction has squared norm about 1, the teacher's
+scale) and sqrt(2) before ReLU; the head weights start at zero, so the
+student starts as a constant (the trivial predictor, with the task's output
+offset): a random head on cubic units (Var(t + t^3) = 22 for t ~ N(0, 1))
+would start tens of Var(y) away and take most of a short run to recover.
+
+`effective_directions` expands each algebra weight w_nm into its real
+left-regular block L(w_nm) [A, A], so real hidden unit m*A + k has the input
+direction (L(w_1m)[k, :], ..., L(w_Nm)[k, :]) in R^d.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from algebranets import algebras, config_access, layers
+from algebranets.layers import initializers
+
+NAME = "two_layer"
+ACTIVATIONS = ("poly", "relu", "poly_algebra")
+MATCHES = ("params", "none")
+LIFTS = ("reshape", "pad")
+HIDDEN_MODULE = "hidden"
+HEAD_MODULE = "head"
+
+
+def default_config() -> dict[str, Any]:
+  """Defaults of the model section (a fresh dict)."""
+  return {
+      "name": NAME,
+      "algebra": "R",
+      "hidden": 16,
+      "match": "params",
+      "activation": "poly",
+      "lift": "reshape",
+  }
+
+
+def _resolved(model_cfg: Any) -> dict[str, Any]:
+  return config_access.with_defaults(model_cfg, default_config(), NAME)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def validate_config(model_cfg: Any) -> None:
+  """Checks a two_layer model section (missing keys take the defaults).
+
+  Raises:
+    ValueError: unknown key, wrong name, unknown algebra, match, activation
+      or lift, hidden < 1, or match='none' with hidden < A (no channel).
+  """
+  cfg = _resolved(model_cfg)
+  if cfg["name"] != NAME:
+    raise ValueError(
+        f"{NAME}: config name is {cfg['name']!r}; this builder is for "
+        f"{NAME!r}."
+    )
+  alg = algebras.get(cfg["algebra"])
+  if not _is_int(cfg["hidden"]) or cfg["hidden"] < 1:
+    raise ValueError(
+        f"{NAME}: model.hidden={cfg['hidden']!r} must be an int >= 1 (real "
+        "hidden units of the R student), e.g. --config.model.hidden=16."
+    )
+  config_access.check_choice(cfg["match"], "model.match", MATCHES, NAME)
+  config_access.check_choice(
+      cfg["activation"], "model.activation", ACTIVATIONS, NAME
+  )
+  config_access.check_choice(cfg["lift"], "model.lift", LIFTS, NAME)
+  if cfg["match"] == "none" and cfg["hidden"] < alg.dim:
+    raise ValueError(
+        f"{NAME}: model.match='none' gives hidden // {alg.dim} = 0 channels "
+        f"of algebra {alg.name!r} for model.hidden={cfg['hidden']}; raise "
+        f"model.hidden to at least {alg.dim} or use model.match='params'."
+    )
+
+
+def input_channels(input_dim: int, algebra, lift: str = "reshape") -> int:
+  """N, the algebra channels of the lifted input.
+
+  Raises:
+    ValueError: lift 'reshape' with d not divisible by A (names the fix).
+  """
+  alg = algebras.get(algebra)
+  dim = alg.dim
+  if lift == "pad":
+    return -(-input_dim // dim)
+  if lift != "reshape":
+    config_access.check_choice(lift, "model.lift", LIFTS, NAME)
+  if input_dim % dim:
+    padded = -(-input_dim // dim) * dim
+    raise ValueError(
+        f"{NAME}: data.input_dim={input_dim} is not divisible by the "
+        f"dimension {dim} of algebra {alg.name!r}; use "
+        f"--config.model.lift=pad (zero-pads x to {padded} features), "
+        f"choose data.input_dim as a multiple of {dim}, or another algebra."
+    )
+  return input_dim // dim
+
+
+def num_params(
+    input_dim: int, channels: int, algebra, lift: str = "reshape"
+) -> int:
+  """Real parameters of a student with H = `channels` algebra channels.
+
+  N*H*A (hidden weights) + H*A (hidden bias) + H*A (head weights) + 1.
+  """
+  dim = algebras.get(algebra).dim
+  n_in = input_channels(input_dim, algebra, lift)
+  return n_in * channels * dim + 2 * channels * dim + 1
+
+
+def matched_channels(
+    input_dim: int, hidden: int, algebra, lift: str = "reshape"
+) -> int:
+  """H >= 1 whose parameter count is the closest to the R student's.
+
+  The R student with `hidden` units has hidden * (d + 2) + 1 parameters;
+  ties go to the smaller H.
+  """
+  target = num_params(input_dim, hidden, "R")
+  dim = algebras.get(algebra).dim
+  per_channel = dim * (input_channels(input_dim, algebra, lift) + 2)
+  guess = (target - 1) / per_channel
+  candidates = {max(1, math.floor(guess)), max(1, math.ceil(guess))}
+  return min(
+      sorted(candidates),
+      key=lambda h: abs(num_params(input_dim, h, algebra, lift) - target),
+  )
+
+
+def hidden_channels(model_cfg: Any, input_dim: int) -> int:
+  """H of the student described by `model_cfg` on d = `input_dim` inputs."""
+  cfg = _resolved(model_cfg)
+  if cfg["match"] == "params":
+    return matched_channels(
+        input_dim, cfg["hidden"], cfg["algebra"], cfg["lift"]
+    )
+  return cfg["hidden"] // algebras.get(cfg["algebra"]).dim
+
+
+def check_compatible(
+    model_cfg: Any, input_dim: int, coeffs: Sequence[float] | None
+) -> None:
+  """Checks the model against the data (the task calls it at validation).
+
+  Raises:
+    ValueError: d not divisible by A with lift 'reshape'; a polynomial
+      activation without coefficients; 'poly_algebra' with a_0 != 0 in an
+      algebra without a unit.
+  """
+  validate_config(model_cfg)
+  cfg = _resolved(model_cfg)
+  alg = algebras.get(cfg["algebra"])
+  input_channels(input_dim, alg, cfg["lift"])
+  if cfg["activation"] in ("poly", "poly_algebra"):
+    if coeffs is None or len(coeffs) < 2:
+      raise ValueError(
+          f"{NAME}: activation {cfg['activation']!r} needs the teacher's "
+          f"polynomial coefficients (at least a0, a1), got {coeffs!r}; use "
+          "it with the teacher_student task or model.activation='relu'."
+      )
+    if (
+        cfg["activation"] == "poly_algebra"
+        and alg.unit is None
+        and coeffs[0] != 0
+    ):
+      raise ValueError(
+          f"{NAME}: activation 'poly_algebra' adds a_0 = {coeffs[0]} times "
+          f"the unit, but algebra {alg.name!r} has no unit; use "
+          "model.activation='poly' (component-wise) or a0 = 0."
+      )
+
+
+def polynomial(x: jax.Array, coeffs: Sequence[float]) -> jax.Array:
+  """sum_k coeffs[k] x^k elementwise (Horner), x's shape and dtype."""
+  out = jnp.full_like(x, coeffs[-1])
+  for a in reversed(coeffs[:-1]):
+    out = out * x + jnp.asarray(a, x.dtype)
+  return out
+
+
+def algebra_polynomial(
+    q: jax.Array, coeffs: Sequence[float], algebra
+) -> jax.Array:
+  """sum_k coeffs[k] q^k with the algebra product.
+
+  Args:
+    q: [..., A] algebra elements.
+    coeffs: real coefficients (a_0, ..., a_K).
+    algebra: name or `Algebra`.
+
+  Returns:
+    [..., A]: a_0 * unit + sum_{k>=1} a_k q^k with left powers
+    q^1 = q, q^k = q q^{k-1}.
+
+  Raises:
+    ValueError: a_0 != 0 for an algebra without a unit.
+  """
+  alg = algebras.get(algebra)
+  out = coeffs[1] * q
+  power = q
+  for a in coeffs[2:]:
+    power = alg.multiply(q, power)
+    if a != 0:
+      out = out + a * power
+  if coeffs[0] != 0:
+    if alg.unit is None:
+      raise ValueError(
+          f"algebra_polynomial: a_0 = {coeffs[0]} needs a unit, but algebra "
+          f"{alg.name!r} has none; use a_0 = 0."
+      )
+    unit = jnp.broadcast_to(jnp.asarray(alg.unit, q.dtype), q.shape)
+    out = out + coeffs[0] * unit
+  return out
+
+
+class TwoLayer(hk.Module):
+  """Lift -> algebra Linear -> activation -> real linear head (1 output)."""
+
+  def __init__(
+      self,
+      channels: int,
+      algebra,
+      *,
+      input_dim: int,
+      activation: str = "poly",
+      coeffs: Sequence[float] | None = None,
+      lift: str = "reshape",
+      name: str | None = NAME,
+  ):
+    """Constructs the student.
+
+    Args:
+      channels: H, hidden algebra channels (H*A real hidden units).
+      algebra: registered name or `Algebra`.
+      input_dim: d, real input features.
+      activation: one of ACTIVATIONS.
+      coeffs: monomial coefficients for 'poly' and 'poly_algebra'.
+      lift: 'reshape' or 'pad'.
+      name: module name.
+
+    Raises:
+      ValueError: see `check_compatible`; channels < 1.
+    """
+    super().__init__(name=name)
+    self.algebra = algebras.get(algebra)
+    if not _is_int(channels) or channels < 1:
+      raise ValueError(
+          f"TwoLayer: channels must be an int >= 1, got {channels!r}."
+      )
+    config_access.check_choice(activation, "activation", ACTIVATIONS, NAME)
+    self.channels = int(channels)
+    self.input_dim = int(input_dim)
+    self.activation = activation
+    self.coeffs = None if coeffs is None else tuple(float(a) for a in coeffs)
+    self.lift = lift
+    check_compatible(
+        {"algebra": self.algebra.name, "activation": activation, "lift": lift},
+        self.input_dim,
+        self.coeffs,
+    )
+    self.n_in = input_channels(self.input_dim, self.algebra, lift)
+
+  def __call__(self, x: jax.Array, is_training: bool = False) -> jax.Array:
+    """Predictions for real inputs.
+
+    Args:
+      x: float [B, d].
+      is_training: unused (no dropout or normalisation); kept for the
+        models' common call signature.
+
+    Returns:
+      float [B].
+    """
+    del is_training
+    if x.ndim != 2 or x.shape[1] != self.input_dim:
+      raise ValueError(
+          f"TwoLayer: expected x [B, {self.input_dim}], got shape "
+          f"{tuple(x.shape)}."
+      )
+    dim = self.algebra.dim
+    width = self.n_in * dim
+    if width != self.input_dim:
+      x = jnp.pad(x, ((0, 0), (0, width - self.input_dim)))
+    h = x.reshape(x.shape[0], self.n_in, dim)
+    relu = self.activation == "relu"
+    gain = initializers.gain_for("relu" if relu else None)
+    h = layers.Linear(
+        self.channels, self.algebra, gain=gain, name=HIDDEN_MODULE
+    )(h)
+    if relu:
+      h = jax.nn.relu(h)
+    elif self.activation == "poly":
+      h = polynomial(h, self.coeffs)
+    else:
+      h = algebra_polynomial(h, self.coeffs, self.algebra)
+    # A zero head starts every student at the trivial predictor (the task
+    # adds E[y]); a random head on cubic units starts tens of Var(y) away.
+    out = layers.FlattenReal(
+        1, algebra=self.algebra, w_init=jnp.zeros, name=HEAD_MODULE
+    )(h)
+    return out[:, 0]
+
+
+def from_config(
+    model_cfg: Any, *, input_dim: int, coeffs: Sequence[float] | None = None
+) -> TwoLayer:
+  """Builds the student (call inside hk.transform).
+
+  Args:
+    model_cfg: see `default_config`.
+    input_dim: d.
+    coeffs: the teacher's monomial coefficients (for the polynomial
+      activations).
+
+  Returns:
+    A `TwoLayer`, called as module(x [B, d], is_training) -> [B].
+
+  Raises:
+    ValueError: see `validate_config` and `check_compatible`.
+  """
+  check_compatible(model_cfg, input_dim, coeffs)
+  cfg = _resolved(model_cfg)
+  return TwoLayer(
+      hidden_channels(cfg, input_dim),
+      cfg["algebra"],
+      input_dim=input_dim,
+      activation=cfg["activation"],
+      coeffs=coeffs,
+      lift=cfg["lift"],
+  )
+
+
+def _hidden_weight(params: Mapping[str, Any]) -> np.ndarray:
+  found = [
+      mod
+      for mod in params
+      if mod.split("/")[-1] == HIDDEN_MODULE and "w" in params[mod]
+  ]
+  if len(found) != 1:
+    raise ValueError(
+        f"effective_directions: expected exactly one module named "
+        f"'.../{HIDDEN_MODULE}' with a weight 'w' in params, found "
+        f"{found or 'none'} among {sorted(params)}; pass the params of a "
+        f"{NAME} model."
+    )
+  return np.asarray(params[found[0]]["w"], dtype=np.float64)
+
+
+def effective_directions(
+    params: Mapping[str, Any], model_cfg: Any, *, input_dim: int | None = None
+) -> np.ndarray:
+  """Real input direction of every real hidden unit.
+
+  Args:
+    params: the student's parameters (Haiku dict; host or device arrays).
+    model_cfg: its model section (for the algebra).
+    input_dim: d; with lift 'pad' the directions are cut to the first d
+      features (the padded ones are always zero). None keeps N*A columns.
+
+  Returns:
+    float64 [H*A, d]: row m*A + k is the weight vector of component k of
+    hidden channel m, (L(w_1m)[k, :], ..., L(w_Nm)[k, :]) with L(w) the
+    left-regular matrix (L(w) b = w b), in the head's flattening order.
+
+  Raises:
+    ValueError: no hidden layer in params, a weight whose last axis is not
+      the algebra dimension, or input_dim larger than N*A.
+  """
+  alg = algebras.get(_resolved(model_cfg)["algebra"])
+  w = _hidden_weight(params)
+  if w.ndim != 3 or w.shape[-1] != alg.dim:
+    raise ValueError(
+        f"effective_directions: hidden weight has shape {w.shape}, not "
+        f"[N, H, {alg.dim}] for algebra {alg.name!r}; pass the model config "
+        "the params were trained with."
+    )
+  n_in, channels, dim = w.shape
+  blocks = alg.left_matrix(w)  # [N, H, A(k), A(j)]
+  dirs = blocks.transpose(1, 2, 0, 3).reshape(channels * dim, n_in * dim)
+  if input_dim is not None:
+    if input_dim > n_in * dim:
+      raise ValueError(
+          f"effective_directions: input_dim={input_dim} exceeds the "
+          f"{n_in * dim} lifted features of these params."
+      )
+    dirs = dirs[:, :input_dim]
+  return dirs
