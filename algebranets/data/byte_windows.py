@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from algebranets.data import process_rows
+
 
 def _check_split(data: np.ndarray, seq_len: int, what: str) -> None:
   if seq_len < 1:
@@ -34,18 +36,6 @@ def _check_split(data: np.ndarray, seq_len: int, what: str) -> None:
         f"{what} has {data.size} bytes, fewer than seq_len + 1 = "
         f"{seq_len + 1}; lower data.seq_len or use a larger file."
     )
-
-
-def _local_rows(
-    global_batch: int, process_index: int, process_count: int
-) -> slice:
-  if global_batch % process_count:
-    raise ValueError(
-        f"Global batch size {global_batch} is not divisible by the number of "
-        f"processes {process_count}; make train.batch_size a multiple of it."
-    )
-  per = global_batch // process_count
-  return slice(process_index * per, (process_index + 1) * per)
 
 
 def train_batch(
@@ -73,7 +63,7 @@ def train_batch(
     inputs shifted by one byte.
   """
   _check_split(data, seq_len, "training split")
-  rows = _local_rows(global_batch, process_index, process_count)
+  rows = process_rows.local_rows(global_batch, process_index, process_count)
   rng = np.random.default_rng((int(seed), int(step)))
   starts = rng.integers(0, data.size - seq_len, size=global_batch)[rows]
   idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
@@ -113,7 +103,7 @@ def eval_batches(
      'weights': float32 [B/P, T]} (weights 0 on padding rows).
   """
   n = num_eval_windows(data, seq_len)
-  rows = _local_rows(global_batch, process_index, process_count)
+  rows = process_rows.local_rows(global_batch, process_index, process_count)
   total = -(-n // global_batch)
   if num_batches > 0:
     total = min(total, num_batches)

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algebranets import models, tasks
-from algebranets.data import fashion_mnist
+from algebranets.data import fashion_mnist, process_rows
 
 NAME = "image_classification"
 SOURCES = ("fashion_mnist", "imagenet2012")
@@ -190,18 +190,6 @@ _IMAGENET_NO_TEST = (
 )
 
 
-def _local_rows(
-    global_batch: int, process_index: int, process_count: int
-) -> slice:
-  if global_batch % process_count:
-    raise ValueError(
-        f"Global batch size {global_batch} is not divisible by the number of "
-        f"processes {process_count}; use a multiple of it."
-    )
-  per = global_batch // process_count
-  return slice(process_index * per, (process_index + 1) * per)
-
-
 class _FashionSource:
   """Fashion-MNIST in memory: splits, normalisation and step-keyed batches."""
 
@@ -217,7 +205,9 @@ class _FashionSource:
       process_count: int,
   ):
     self.process = (process_index, process_count)
-    self.rows = _local_rows(global_batch, process_index, process_count)
+    self.rows = process_rows.local_rows(
+        global_batch, process_index, process_count
+    )
     raw = fashion_mnist.load(data_cfg.path or fashion_mnist.DEFAULT_DIR)
     images, labels = raw["train"]
     held = data_cfg.valid_examples
@@ -301,7 +291,7 @@ class _FashionSource:
   ) -> Iterator[dict[str, np.ndarray]]:
     images, labels = self.splits[split]
     n = labels.shape[0]
-    rows = _local_rows(batch_size, *self.process)
+    rows = process_rows.local_rows(batch_size, *self.process)
     total = -(-n // batch_size)
     if num_batches > 0:
       total = min(total, num_batches)

@@ -53,6 +53,7 @@ import numpy as np
 from scipy import optimize
 
 from algebranets import models, tasks
+from algebranets.data import process_rows
 from algebranets.data import teacher_student as ts_data
 from algebranets.models import two_layer
 
@@ -179,18 +180,6 @@ _NO_TRAIN_SPLIT = (
 )
 
 
-def _local_rows(
-    global_batch: int, process_index: int, process_count: int
-) -> slice:
-  if global_batch % process_count:
-    raise ValueError(
-        f"Global batch size {global_batch} is not divisible by the number of "
-        f"processes {process_count}; use a multiple of it."
-    )
-  per = global_batch // process_count
-  return slice(process_index * per, (process_index + 1) * per)
-
-
 def _uses_jax(*arrays) -> bool:
   return any(isinstance(a, jax.Array) for a in arrays)
 
@@ -236,7 +225,9 @@ class TeacherStudentTask:
     self.seed = int(config.seed)
     self.teacher_seed = int(data.teacher_seed)
     self.global_batch = int(config.train.batch_size)
-    self.rows = _local_rows(self.global_batch, process_index, process_count)
+    self.rows = process_rows.local_rows(
+        self.global_batch, process_index, process_count
+    )
     self.train_examples = int(data.train_examples)
     self.sizes = {
         "train": self.train_examples,
@@ -414,7 +405,7 @@ class TeacherStudentTask:
     data = self.split_data(split)
     x, y = data["x"], data["y"]
     n = y.shape[0]
-    rows = _local_rows(batch_size, *self.process)
+    rows = process_rows.local_rows(batch_size, *self.process)
     total = -(-n // batch_size)
     if num_batches > 0:
       total = min(total, num_batches)
