@@ -149,74 +149,127 @@ class TransformerLM(hk.Module):
 
   def __init__(
       self,
-      vocab_size: int,
-      num_layers: int,
-      num_channels: int,
-      num_heads: int,
-      algebra,
+      vocab_size: int | None = None,
       *,
+      algebra="M2R",
+      width_multiplier: float = 1.0,
+      d_model: int = 128,
+      num_layers: int = 2,
+      num_heads: int = 4,
       mlp_ratio: int = 4,
       activation: str = "split",
+      norm: str = "layer",
       norm_mode: str = "component",
-      dropout_rate: float = 0.0,
-      max_len: int = 4096,
+      lift: str = "algebra_embed",
+      head: str = "flatten_real",
       layout: str = "standard",
+      dropout_rate: float = 0.0,
       kernel_path: str = "auto",
+      max_len: int | None = 4096,
       name: str | None = None,
   ):
     """Constructs the model (static hyperparameters only).
 
+    The keyword arguments are the `model` section of a config; build it from
+    one with `algebranets.models.build(config.model, vocab_size=V,
+    max_len=T)`.
+
     Args:
-      vocab_size: V.
-      num_layers: number of Transformer blocks.
-      num_channels: C, algebra channels per token (real width C * d).
-      num_heads: attention heads; must divide C.
+      vocab_size: V (from the task). None only while a config is checked
+        before the data is loaded (`models.check`).
       algebra: registered name or `Algebra`.
+      width_multiplier: multiplies d_model.
+      d_model: REAL width D; C = d_model * width_multiplier / d algebra
+        channels per token (an integer divisible by num_heads).
+      num_layers: number of Transformer blocks.
+      num_heads: attention heads; must divide C.
       mlp_ratio: hidden algebra channels of the MLP per channel (F = ratio*C).
       activation: MLP activation kind (`layers.ACTIVATIONS`).
+      norm: 'layer' only (pre-LN blocks; the flavour is norm_mode).
       norm_mode: LayerNorm mode (`layers.NORM_MODES`); 'component' is a
         standard LN over the C * d reals of a token.
-      dropout_rate: dropout on the attention and MLP outputs when training.
-      max_len: the longest sequence the model accepts.
+      lift: 'algebra_embed' only (an algebra-valued token embedding).
+      head: 'flatten_real' only (a real dense layer on the C * d reals).
       layout: 'standard' or 'folded' (matrix algebras).
+      dropout_rate: dropout on the attention and MLP outputs when training.
       kernel_path: kernel path of the algebra linear layers.
+      max_len: the longest sequence the model accepts (from the task).
       name: module name; default 'transformer_lm'.
 
     Raises:
-      ValueError: invalid sizes, unknown algebra/activation/norm mode/layout/
-        path, folded layout with a non-matrix algebra, or C not divisible by
-        num_heads.
+      ValueError: any invalid value; the message says which and how to fix
+        it.
     """
     super().__init__(name=name or NAME)
-    who = "TransformerLM"
-    pos = _checks.positive  # Shared message format for sizes.
-    self.vocab_size = pos(vocab_size, f"{who}: vocab_size")
-    self.num_layers = pos(num_layers, f"{who}: num_layers")
-    self.num_channels = pos(num_channels, f"{who}: num_channels")
-    self.num_heads = pos(num_heads, f"{who}: num_heads")
-    self.mlp_ratio = pos(mlp_ratio, f"{who}: mlp_ratio")
-    self.max_len = pos(max_len, f"{who}: max_len")
-    self.algebra, self.layout = _checks.resolve(algebra, layout)
-    if num_channels % num_heads:
-      raise ValueError(
-          f"{who}: num_channels C={num_channels} is not divisible by "
-          f"num_heads={num_heads}; heads split the algebra channels. Choose "
-          "num_heads dividing C."
-      )
-    config_access.check_choice(
-        activation, "activation", layers.ACTIVATIONS, who
+    who = NAME
+    ca = config_access
+    self.algebra = algebras.get(algebra)  # Lists the valid names.
+    if vocab_size is not None:
+      vocab_size = _checks.positive(vocab_size, f"{who}: vocab_size")
+    self.vocab_size = vocab_size
+    if max_len is not None:
+      max_len = _checks.positive(max_len, f"{who}: max_len")
+    self.max_len = max_len
+    self.num_layers = ca.check_int(num_layers, "num_layers", who, 1)
+    self.num_heads = ca.check_int(num_heads, "num_heads", who, 1)
+    self.mlp_ratio = ca.check_int(mlp_ratio, "mlp_ratio", who, 1)
+    d = self.algebra.dim
+    c = ca.algebra_channels(
+        d_model, width_multiplier, d, self.algebra.name, who, "d_model"
     )
-    config_access.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
-    if not 0.0 <= dropout_rate < 1.0:
+    if c % num_heads:
+      divisors = [h for h in range(1, c + 1) if c % h == 0]
       raise ValueError(
-          f"{who}: dropout_rate must be in [0, 1), got {dropout_rate!r}."
+          f"{who}: C = d_model*width_multiplier / {d} = {c * d} / {d} = {c} "
+          f"algebra channels ({self.algebra.name}) is not divisible by "
+          f"num_heads={num_heads} (heads split the algebra channels). Choose "
+          f"num_heads in {divisors}, or a real width that is a multiple of "
+          f"{d * num_heads}."
       )
-    self.activation = activation
-    self.norm_mode = norm_mode
-    self.dropout_rate = float(dropout_rate)
+    self.num_channels = c
+    ca.check_choice(activation, "activation", layers.ACTIVATIONS, who)
+    ca.check_choice(
+        norm,
+        "norm",
+        NORMS,
+        who,
+        " transformer_lm supports only norm='layer' (pre-LN blocks); choose "
+        "the LayerNorm flavour with norm_mode.",
+    )
+    ca.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
+    ca.check_choice(
+        lift,
+        "lift",
+        LIFTS,
+        who,
+        " transformer_lm supports only lift='algebra_embed' (an algebra-"
+        "valued token embedding); image lifts do not apply to tokens.",
+    )
+    ca.check_choice(
+        head,
+        "head",
+        HEADS,
+        who,
+        " transformer_lm supports only head='flatten_real' (a real dense "
+        "layer on the flattened C * d reals).",
+    )
+    ca.check_choice(layout, "layout", layout_lib.LAYOUTS, who)
+    if layout == layout_lib.FOLDED and self.algebra.matrix_shape is None:
+      raise ValueError(
+          f"{who}: layout='folded' needs a matrix algebra M_n(base) (e.g. "
+          f"M2R, M3R, M4R, M2C); {self.algebra.name!r} is not one. Use "
+          "layout='standard'."
+      )
+    self.layout = layout
+    ca.check_choice(
+        kernel_path, "kernel_path", ("auto", *kernels.DENSE_PATHS), who
+    )
     self.kernel_path = _checks.path(
         self.algebra, self.layout, kernel_path, kernels.DENSE_PATHS, who
     )
+    self.dropout_rate = ca.check_rate(dropout_rate, "dropout_rate", who)
+    self.activation = activation
+    self.norm_mode = norm_mode
 
   def __call__(self, tokens: jax.Array, *, is_training: bool) -> jax.Array:
     """Next-token logits.
@@ -238,7 +291,7 @@ class TransformerLM(hk.Module):
           f"{tuple(tokens.shape)} and dtype {tokens.dtype}."
       )
     t = tokens.shape[1]
-    if t > self.max_len:
+    if self.max_len is not None and t > self.max_len:
       raise ValueError(
           f"TransformerLM: sequence length T={t} exceeds max_len="
           f"{self.max_len}; pass shorter sequences or build the model with a "
@@ -268,225 +321,3 @@ class TransformerLM(hk.Module):
         self.vocab_size, algebra=alg, layout=self.layout, name="head"
     )(x)
     return logits.astype(jnp.float32)
-
-
-# -- configs -------------------------------------------------------------------
-
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section of a config (plain dict, fresh each call).
-
-  d_model is the REAL width before width_multiplier; the model has
-  C = d_model * width_multiplier / algebra.dim algebra channels per token.
-  """
-  return {
-      "name": NAME,
-      "algebra": "M2R",
-      "width_multiplier": 1.0,
-      "d_model": 128,
-      "num_layers": 2,
-      "num_heads": 4,
-      "mlp_ratio": 4,
-      "activation": "split",
-      "norm": "layer",
-      "norm_mode": "component",
-      "lift": "algebra_embed",
-      "head": "flatten_real",
-      "layout": "standard",
-      "dropout_rate": 0.0,
-      "kernel_path": "auto",
-  }
-
-
-def _resolved(model_cfg: Any) -> dict[str, Any]:
-  """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  return config_access.with_defaults(model_cfg, default_config(), NAME)
-
-
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _check_positive_int(cfg: dict[str, Any], key: str) -> None:
-  v = cfg[key]
-  if not _is_int(v) or v < 1:
-    raise ValueError(
-        f"transformer_lm: {key} must be a positive integer, got {v!r}."
-    )
-
-
-def _check_choice(cfg, key: str, valid, note: str = "") -> None:
-  config_access.check_choice(cfg[key], key, valid, NAME, note)
-
-
-def _real_width(cfg: dict[str, Any]) -> int:
-  """d_model * width_multiplier as an int (ValueError if it is not one)."""
-  wm = cfg["width_multiplier"]
-  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
-    raise ValueError(
-        "transformer_lm: width_multiplier must be a positive number, got "
-        f"{wm!r}."
-    )
-  real = cfg["d_model"] * wm
-  rounded = round(real)
-  if abs(real - rounded) > 1e-6 * max(1.0, abs(real)):
-    raise ValueError(
-        f"transformer_lm: d_model*width_multiplier = {cfg['d_model']}*{wm} = "
-        f"{real:g} is not an integer number of real features; choose a "
-        f"width_multiplier that makes it one (e.g. {math.floor(real)} / "
-        f"{cfg['d_model']} or {math.ceil(real)} / {cfg['d_model']})."
-    )
-  return int(rounded)
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a transformer_lm model config; missing keys take the defaults.
-
-  Args:
-    model_cfg: ml_collections ConfigDict or mapping with (a subset of) the
-      keys of `default_config()`.
-
-  Raises:
-    ValueError: an unknown key, algebra, activation, norm, norm_mode, lift,
-      head, layout or kernel_path; non-positive sizes; d_model *
-      width_multiplier not an integer or not divisible by the algebra
-      dimension; C not divisible by num_heads; layout='folded' with a
-      non-matrix algebra; dropout_rate outside [0, 1). Messages say how to
-      fix the value.
-  """
-  cfg = _resolved(model_cfg)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"transformer_lm: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}. Build other models through algebranets.models.get(name)."
-    )
-  alg = algebras.get(cfg["algebra"])  # Lists the valid names.
-  for key in ("d_model", "num_layers", "num_heads", "mlp_ratio"):
-    _check_positive_int(cfg, key)
-  _check_choice(cfg, "activation", layers.ACTIVATIONS)
-  _check_choice(
-      cfg,
-      "norm",
-      NORMS,
-      " transformer_lm supports only norm='layer' (pre-LN blocks); choose "
-      "the LayerNorm flavour with norm_mode.",
-  )
-  _check_choice(cfg, "norm_mode", layers.NORM_MODES)
-  _check_choice(
-      cfg,
-      "lift",
-      LIFTS,
-      " transformer_lm supports only lift='algebra_embed' (an algebra-valued "
-      "token embedding); image lifts do not apply to tokens.",
-  )
-  _check_choice(
-      cfg,
-      "head",
-      HEADS,
-      " transformer_lm supports only head='flatten_real' (a real dense "
-      "layer on the flattened C * d reals).",
-  )
-  _check_choice(cfg, "layout", layout_lib.LAYOUTS)
-  if cfg["layout"] == layout_lib.FOLDED and alg.matrix_shape is None:
-    raise ValueError(
-        f"transformer_lm: layout='folded' needs a matrix algebra M_n(base) "
-        f"(e.g. M2R, M3R, M4R, M2C); {alg.name!r} is not one. Use "
-        "layout='standard'."
-    )
-  _check_choice(cfg, "kernel_path", ("auto", *kernels.DENSE_PATHS))
-  if cfg["layout"] == layout_lib.FOLDED and cfg["kernel_path"] not in (
-      "auto",
-      "fold",
-  ):
-    raise ValueError(
-        "transformer_lm: layout='folded' always uses the fold kernel; got "
-        f"kernel_path={cfg['kernel_path']!r}. Use 'auto' or 'fold', or "
-        "layout='standard'."
-    )
-  if cfg["kernel_path"] == "fold" and alg.matrix_shape is None:
-    raise ValueError(
-        f"transformer_lm: kernel_path='fold' needs a matrix algebra; "
-        f"{alg.name!r} is not one. Use kernel_path='auto'."
-    )
-  rate = cfg["dropout_rate"]
-  if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-    raise ValueError(
-        f"transformer_lm: dropout_rate must be a number in [0, 1), got {rate!r}."
-    )
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(
-        f"transformer_lm: dropout_rate must be in [0, 1), got {rate!r}."
-    )
-  channels_for(cfg)
-
-
-def channels_for(model_cfg: Any) -> int:
-  """C = d_model * width_multiplier / algebra.dim, the algebra channels.
-
-  Also checks that C is a positive integer divisible by num_heads.
-
-  Raises:
-    ValueError: unknown algebra; d_model * width_multiplier not a positive
-      integer or not divisible by the algebra dimension; C not divisible by
-      num_heads.
-  """
-  cfg = _resolved(model_cfg)
-  alg = algebras.get(cfg["algebra"])
-  _check_positive_int(cfg, "d_model")
-  _check_positive_int(cfg, "num_heads")
-  real = _real_width(cfg)
-  d = alg.dim
-  if real < 1 or real % d:
-    low = max(d, real - real % d)
-    high = (real // d + 1) * d
-    examples = f"{low} or {high}" if low != high else f"{high}"
-    raise ValueError(
-        f"transformer_lm: d_model*width_multiplier = {real} is not divisible "
-        f"by the dimension {d} of algebra {alg.name}; choose a multiple of "
-        f"{d}, e.g. {examples}."
-    )
-  c = real // d
-  heads = cfg["num_heads"]
-  if c % heads:
-    divisors = [h for h in range(1, c + 1) if c % h == 0]
-    raise ValueError(
-        f"transformer_lm: C = d_model*width_multiplier / {d} = {real} / {d} = "
-        f"{c} algebra channels ({alg.name}) is not divisible by num_heads="
-        f"{heads} (heads split the algebra channels). Choose num_heads in "
-        f"{divisors}, or a real width that is a multiple of {d * heads}."
-    )
-  return c
-
-
-def from_config(
-    model_cfg: Any, *, vocab_size: int, max_len: int
-) -> TransformerLM:
-  """Builds the model from a validated config (call inside hk.transform).
-
-  Args:
-    model_cfg: see `validate_config`.
-    vocab_size: V (e.g. 256 for bytes).
-    max_len: the longest sequence the model will see.
-
-  Returns:
-    A `TransformerLM`, called as model(tokens [B, T], is_training=...).
-
-  Raises:
-    ValueError: see `validate_config`.
-  """
-  validate_config(model_cfg)
-  cfg = _resolved(model_cfg)
-  return TransformerLM(
-      vocab_size=vocab_size,
-      num_layers=cfg["num_layers"],
-      num_channels=channels_for(cfg),
-      num_heads=cfg["num_heads"],
-      algebra=cfg["algebra"],
-      mlp_ratio=cfg["mlp_ratio"],
-      activation=cfg["activation"],
-      norm_mode=cfg["norm_mode"],
-      dropout_rate=float(cfg["dropout_rate"]),
-      max_len=max_len,
-      layout=cfg["layout"],
-      kernel_path=cfg["kernel_path"],
-  )

@@ -273,19 +273,23 @@ class TransformerXL(hk.Module):
 
   def __init__(
       self,
-      vocab_size: int,
-      num_layers: int,
-      num_channels: int,
-      num_heads: int,
-      d_inner_channels: int,
-      algebra,
+      vocab_size: int | None = None,
       *,
-      dropout_rate: float = 0.0,
+      algebra="M2R",
+      width_multiplier: float = 1.0,
+      d_model: int = 512,
+      num_layers: int = 12,
+      num_heads: int = 8,
+      d_inner: int = 2048,
+      dropout_rate: float = 0.1,
       attention_dropout_rate: float = 0.0,
       dropout_unit: str = "element",
-      mem_len: int = 0,
+      mem_len: int = 512,
+      eval_mem_len: int = 2100,
       clamp_len: int = -1,
+      eval_clamp_len: int = 820,
       same_length: bool = False,
+      eval_same_length: bool = True,
       pre_norm: bool = False,
       untie_r: bool = False,
       cutoffs: Sequence[int] = (),
@@ -295,26 +299,45 @@ class TransformerXL(hk.Module):
       init_std: float = 0.02,
       proj_init_std: float = 0.01,
       activation: str = "split",
+      norm: str = "layer",
       norm_mode: str = "component",
+      lift: str = "adaptive_embed",
+      head: str = "adaptive_softmax",
+      layout: str = layout_lib.STANDARD,
       kernel_path: str = "auto",
+      is_eval: bool = False,
       name: str | None = None,
   ):
     """Constructs the model (static hyperparameters only).
 
+    The keyword arguments are the `model` section of a config (their
+    defaults are the official enwik8 base model, kimiyoung/transformer-xl
+    run_enwik8_base.sh, in algebra M2R at the same real width); build it
+    from one with `algebranets.models.build(config.model, vocab_size=V)`.
+
     Args:
-      vocab_size: V.
-      num_layers: L.
-      num_channels: C, algebra channels per token (real width C * d).
-      num_heads: H; must divide C (head real width (C / H) * d).
-      d_inner_channels: F, algebra channels of the FFN hidden layer.
+      vocab_size: V (from the data). None only while a config is checked
+        before the data is loaded (`models.check`): the checks that need V
+        (adaptive cutoffs) then wait.
       algebra: registered name or `Algebra`.
+      width_multiplier: multiplies d_model and d_inner.
+      d_model: REAL model width D; C = d_model * width_multiplier / d
+        algebra channels per token (an integer, divisible by num_heads).
+      num_layers: L.
+      num_heads: H; must divide C (head real width (C / H) * d).
+      d_inner: REAL FFN width; F = round(d_inner * width_multiplier / d)
+        algebra channels (rounded: a multiplier such as sqrt(d) that keeps
+        d_model valid may make d_inner fractional).
       dropout_rate: TXL's dropout (see the module docstring for where).
       attention_dropout_rate: TXL's dropatt, on the attention probabilities.
       dropout_unit: 'element' or 'component' (see `algebra_dropout`).
-      mem_len: positions of memory returned for the next segment (0 = no
-        memory); also the window of same_length.
-      clamp_len: relative distances above it share one embedding; <= 0 (-1
-        by convention) means no clamping.
+      mem_len: positions of memory returned for the next segment in
+        training (0 = no memory); also the window of same_length.
+      eval_mem_len, eval_clamp_len, eval_same_length: mem_len, clamp_len
+        and same_length when built with is_eval=True (TXL's evaluation
+        settings).
+      clamp_len: relative distances above it share one embedding; -1 means
+        no clamping.
       same_length: every query attends to the same number (mem_len) of keys.
       pre_norm: LayerNorm before each sublayer (TXL's pre_lnorm) instead of
         after the residual add.
@@ -331,105 +354,138 @@ class TransformerXL(hk.Module):
       proj_init_std: std of the equivalent real adaptive projections.
       activation: FFN activation kind (`layers.ACTIVATIONS`; 'split' = ReLU
         per component, TXL's ReLU for 'R').
+      norm: 'layer' only (TXL's LayerNorm; the flavour is norm_mode).
       norm_mode: LayerNorm mode (`layers.NORM_MODES`); 'component' is a
         standard LN over the C * d reals of a token.
+      lift: 'adaptive_embed' only (TXL's adaptive input embedding).
+      head: 'adaptive_softmax' only (cutoffs=() makes it a plain softmax).
+      layout: 'standard' only (the fold kernel is still used inside each
+        layer for matrix algebras, see kernel_path).
       kernel_path: kernel path of the algebra linear layers.
+      is_eval: use the eval_* memory settings (from the task).
       name: module name; default 'transformer_xl'.
 
     Raises:
-      ValueError: invalid sizes or rates, unknown algebra/activation/norm
-        mode/dropout unit/path, C not divisible by num_heads or div_val**i,
-        same_length with mem_len 0, or tie_projs longer than the clusters.
+      ValueError: any invalid value; the message says which and how to fix
+        it.
     """
     super().__init__(name=name or NAME)
-    who = "TransformerXL"
-    pos = _checks.positive
-    self.vocab_size = pos(vocab_size, f"{who}: vocab_size")
-    self.num_layers = pos(num_layers, f"{who}: num_layers")
-    self.num_channels = pos(num_channels, f"{who}: num_channels")
-    self.num_heads = pos(num_heads, f"{who}: num_heads")
-    self.d_inner_channels = pos(d_inner_channels, f"{who}: d_inner_channels")
+    who = NAME
+    ca = config_access
     self.algebra, _ = _checks.resolve(algebra, layout_lib.STANDARD)
-    if num_channels % num_heads:
-      divisors = [
-          h for h in range(1, num_channels + 1) if num_channels % h == 0
-      ]
-      raise ValueError(
-          f"{who}: num_channels C={num_channels} is not divisible by "
-          f"num_heads={num_heads}; heads split the algebra channels. Choose "
-          f"num_heads in {divisors}."
-      )
-    for arg, rate in (
-        ("dropout_rate", dropout_rate),
-        ("attention_dropout_rate", attention_dropout_rate),
-    ):
-      if not 0.0 <= rate < 1.0:
-        raise ValueError(f"{who}: {arg} must be in [0, 1), got {rate!r}.")
-    if dropout_unit not in DROPOUT_UNITS:
-      raise ValueError(
-          f"{who}: unknown dropout_unit {dropout_unit!r}; valid: "
-          f"{', '.join(DROPOUT_UNITS)}."
-      )
-    if not _is_int(mem_len) or mem_len < 0:
-      raise ValueError(f"{who}: mem_len must be an int >= 0, got {mem_len!r}.")
-    if not _is_int(clamp_len):
-      raise ValueError(f"{who}: clamp_len must be an int, got {clamp_len!r}.")
-    if same_length and mem_len == 0:
-      raise ValueError(
-          f"{who}: same_length=True makes every query attend to its mem_len "
-          "most recent keys, so it needs mem_len >= 1 (mem_len=0 would mask "
-          "every key). Set mem_len > 0 or same_length=False."
-      )
-    config_access.check_choice(
-        activation, "activation", layers.ACTIVATIONS, who
+    d = self.algebra.dim
+    if vocab_size is not None:
+      vocab_size = _checks.positive(vocab_size, f"{who}: vocab_size")
+    self.vocab_size = vocab_size
+    self.num_layers = ca.check_int(num_layers, "num_layers", who, 1)
+    self.num_channels = ca.algebra_channels(
+        d_model, width_multiplier, d, self.algebra.name, who, "d_model"
     )
-    config_access.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
-    for arg, std in (("init_std", init_std), ("proj_init_std", proj_init_std)):
-      if not std > 0:
-        raise ValueError(f"{who}: {arg} must be > 0, got {std!r}.")
-    cutoffs = tuple(int(c) for c in cutoffs)
-    tie_projs = tuple(bool(t) for t in tie_projs)
-    if len(tie_projs) > len(cutoffs) + 1:
+    self.num_heads = ca.check_int(num_heads, "num_heads", who, 1)
+    c = self.num_channels
+    if c % num_heads:
+      divisors = [h for h in range(1, c + 1) if c % h == 0]
       raise ValueError(
-          f"{who}: tie_projs {tie_projs} has more entries than the "
-          f"{len(cutoffs) + 1} clusters of cutoffs {cutoffs}; give at most "
-          "one per cluster."
+          f"{who}: C = d_model*width_multiplier / {d} = {c} algebra "
+          f"channels ({self.algebra.name}) is not divisible by num_heads="
+          f"{num_heads} (heads split the algebra channels). Choose num_heads "
+          f"in {divisors}, or a real width that is a multiple of "
+          f"{d * num_heads}."
       )
-    self.dropout_rate = float(dropout_rate)
-    self.attention_dropout_rate = float(attention_dropout_rate)
+    ca.check_int(d_inner, "d_inner", who, 1)
+    ca.check_positive_number(width_multiplier, "width_multiplier", who)
+    self.d_inner_channels = max(1, round(d_inner * width_multiplier / d))
+    self.dropout_rate = ca.check_rate(dropout_rate, "dropout_rate", who)
+    self.attention_dropout_rate = ca.check_rate(
+        attention_dropout_rate, "attention_dropout_rate", who
+    )
+    ca.check_choice(dropout_unit, "dropout_unit", DROPOUT_UNITS, who)
     self.dropout_unit = dropout_unit
-    self.mem_len = int(mem_len)
-    self.clamp_len = int(clamp_len)
-    self.same_length = bool(same_length)
+    for key, value in (("mem_len", mem_len), ("eval_mem_len", eval_mem_len)):
+      ca.check_int(value, key, who, 0, " Use 0 for no memory.")
+    for key, value in (
+        ("clamp_len", clamp_len),
+        ("eval_clamp_len", eval_clamp_len),
+    ):
+      ca.check_int(value, key, who, -1, " Use -1 for no clamping.")
+    for key, value in (
+        ("same_length", same_length),
+        ("eval_same_length", eval_same_length),
+        ("pre_norm", pre_norm),
+        ("untie_r", untie_r),
+        ("tie_weight", tie_weight),
+        ("is_eval", is_eval),
+    ):
+      ca.check_bool(value, key, who)
+    for same, mem, s, m in (
+        ("same_length", "mem_len", same_length, mem_len),
+        ("eval_same_length", "eval_mem_len", eval_same_length, eval_mem_len),
+    ):
+      if s and m == 0:
+        raise ValueError(
+            f"{who}: {same}=True needs {mem} >= 1 (every query attends to "
+            f"its {mem} most recent keys; 0 would mask all). Set {mem} > 0 "
+            f"or {same}=False."
+        )
+    self.mem_len = int(eval_mem_len if is_eval else mem_len)
+    self.clamp_len = int(eval_clamp_len if is_eval else clamp_len)
+    self.same_length = bool(eval_same_length if is_eval else same_length)
     self.pre_norm = bool(pre_norm)
     self.untie_r = bool(untie_r)
-    self.cutoffs = cutoffs
-    self.div_val = div_val
     self.tie_weight = bool(tie_weight)
-    self.tie_projs = tie_projs + (False,) * (len(cutoffs) + 1 - len(tie_projs))
-    self.init_std = float(init_std)
-    self.proj_init_std = float(proj_init_std)
-    self.activation = activation
-    self.norm_mode = norm_mode
-    self.kernel_path = _checks.path(
-        self.algebra,
-        layout_lib.STANDARD,
-        kernel_path,
-        kernels.DENSE_PATHS,
-        who,
+    self.cutoffs, self.div_val, self.tie_projs = _check_clusters(
+        cutoffs, div_val, tie_projs, c, vocab_size
     )
-    # Fail now (not at the first call) on cutoffs and div_val.
-    if not _is_int(div_val) or div_val < 1:
-      raise ValueError(f"{who}: div_val must be an int >= 1, got {div_val!r}.")
-    boundaries = adaptive.check_cutoffs(cutoffs, vocab_size)
-    for i in range(len(boundaries)):
-      if num_channels % (div_val**i):
-        raise ValueError(
-            f"{who}: num_channels C={num_channels} is not divisible by "
-            f"div_val**{i} = {div_val**i} (adaptive cluster {i} has C / "
-            f"div_val**{i} algebra channels). Use a C divisible by "
-            f"{div_val ** (len(boundaries) - 1)} or a smaller div_val."
-        )
+    self.init_std = ca.check_positive_number(init_std, "init_std", who)
+    self.proj_init_std = ca.check_positive_number(
+        proj_init_std, "proj_init_std", who
+    )
+    ca.check_choice(activation, "activation", layers.ACTIVATIONS, who)
+    self.activation = activation
+    ca.check_choice(
+        norm,
+        "norm",
+        NORMS,
+        who,
+        " transformer_xl supports only norm='layer' (TXL's LayerNorm); "
+        "choose the flavour with norm_mode.",
+    )
+    ca.check_choice(norm_mode, "norm_mode", layers.NORM_MODES, who)
+    self.norm_mode = norm_mode
+    ca.check_choice(
+        lift,
+        "lift",
+        LIFTS,
+        who,
+        " transformer_xl supports only lift='adaptive_embed' (TXL's adaptive "
+        "input embedding with algebra-valued tables).",
+    )
+    ca.check_choice(
+        head,
+        "head",
+        HEADS,
+        who,
+        " transformer_xl supports only head='adaptive_softmax' (TXL's "
+        "projected adaptive softmax; cutoffs=() makes it a plain softmax).",
+    )
+    if layout == layout_lib.FOLDED:
+      raise ValueError(
+          f"{who}: layout='folded' is not implemented for Transformer-XL (its "
+          "relative attention, memory and adaptive embedding/softmax work on "
+          "the standard layout); use layout='standard'. The fold kernel is "
+          "still used inside each layer for matrix algebras with "
+          "kernel_path='auto' or 'fold'."
+      )
+    ca.check_choice(layout, "layout", LAYOUTS, who)
+    ca.check_choice(
+        kernel_path, "kernel_path", ("auto", *kernels.DENSE_PATHS), who
+    )
+    if kernel_path == "fold" and self.algebra.matrix_shape is None:
+      raise ValueError(
+          f"{who}: kernel_path='fold' needs a matrix algebra; "
+          f"{self.algebra.name!r} is not one. Use kernel_path='auto'."
+      )
+    self.kernel_path = kernel_path
 
   # -- pieces ------------------------------------------------------------------
 
@@ -624,371 +680,50 @@ class TransformerXL(hk.Module):
     )
 
 
-# -- configs -------------------------------------------------------------------
+def _check_clusters(cutoffs, div_val, tie_projs, c: int, vocab_size):
+  """(cutoffs, div_val, tie_projs padded to one per cluster), checked.
 
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section of a config (plain dict, fresh each call).
-
-  The official enwik8 base model (kimiyoung/transformer-xl
-  run_enwik8_base.sh) in algebra M2R at the same real width. d_model and
-  d_inner are REAL widths before width_multiplier: C = d_model *
-  width_multiplier / d and F = d_inner * width_multiplier / d algebra
-  channels. eval_* replace mem_len, clamp_len and same_length when the model
-  is built for evaluation (`from_config(..., is_eval=True)`).
+  Cutoffs >= vocab_size are dropped by the adaptive layers (with a warning),
+  so the divisibility by div_val**i is checked for the clusters that
+  remain; before the vocabulary is known, for all of them.
   """
-  return {
-      "name": NAME,
-      "algebra": "M2R",
-      "width_multiplier": 1.0,
-      "d_model": 512,
-      "num_layers": 12,
-      "num_heads": 8,
-      "d_inner": 2048,
-      "dropout_rate": 0.1,
-      "attention_dropout_rate": 0.0,
-      "dropout_unit": "element",
-      "mem_len": 512,
-      "eval_mem_len": 2100,
-      "clamp_len": -1,
-      "eval_clamp_len": 820,
-      "same_length": False,
-      "eval_same_length": True,
-      "pre_norm": False,
-      "untie_r": False,
-      "cutoffs": (),
-      "div_val": 1,
-      "tie_weight": True,
-      "tie_projs": (False,),
-      "init_std": 0.02,
-      "proj_init_std": 0.01,
-      "activation": "split",
-      "norm": "layer",
-      "norm_mode": "component",
-      "lift": "adaptive_embed",
-      "head": "adaptive_softmax",
-      "layout": "standard",
-      "kernel_path": "auto",
-  }
-
-
-def _resolved(model_cfg: Any) -> dict[str, Any]:
-  """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  return config_access.with_defaults(model_cfg, default_config(), NAME)
-
-
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _check_int(cfg: dict[str, Any], key: str, low: int, note: str = "") -> int:
-  v = cfg[key]
-  if not _is_int(v) or v < low:
-    raise ValueError(
-        f"transformer_xl: {key} must be an integer >= {low}, got {v!r}.{note}"
-    )
-  return int(v)
-
-
-def _check_bool(cfg: dict[str, Any], key: str) -> None:
-  if not isinstance(cfg[key], (bool, np.bool_)):
-    raise ValueError(
-        f"transformer_xl: {key} must be True or False, got {cfg[key]!r}."
-    )
-
-
-def _check_rate(cfg: dict[str, Any], key: str) -> None:
-  v = cfg[key]
-  if isinstance(v, bool) or not isinstance(v, (int, float)):
-    raise ValueError(
-        f"transformer_xl: {key} must be a number in [0, 1), got {v!r}."
-    )
-  if not 0.0 <= v < 1.0:
-    raise ValueError(f"transformer_xl: {key} must be in [0, 1), got {v!r}.")
-
-
-def _check_positive_number(cfg: dict[str, Any], key: str) -> None:
-  v = cfg[key]
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-    raise ValueError(
-        f"transformer_xl: {key} must be a positive number, got {v!r}."
-    )
-
-
-def _check_choice(cfg, key: str, valid, note: str = "") -> None:
-  config_access.check_choice(cfg[key], key, valid, NAME, note)
-
-
-def _algebra_channels(cfg: dict[str, Any], key: str) -> int:
-  """cfg[key] * width_multiplier / d as an int (ValueError if not one)."""
-  alg = algebras.get(cfg["algebra"])
-  _check_int(cfg, key, 1)
-  wm = cfg["width_multiplier"]
-  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
-    raise ValueError(
-        "transformer_xl: width_multiplier must be a positive number, got "
-        f"{wm!r}."
-    )
-  real = cfg[key] * wm
-  rounded = round(real)
-  if abs(real - rounded) > 1e-6 * max(1.0, abs(real)):
-    raise ValueError(
-        f"transformer_xl: {key}*width_multiplier = {cfg[key]}*{wm} = "
-        f"{real:g} is not an integer number of real features; choose a "
-        f"width_multiplier that makes it one (e.g. {math.floor(real)} / "
-        f"{cfg[key]} or {math.ceil(real)} / {cfg[key]})."
-    )
-  real, d = int(rounded), alg.dim
-  if real < 1 or real % d:
-    low = max(d, real - real % d)
-    high = (real // d + 1) * d
-    examples = f"{low} or {high}" if low != high else f"{high}"
-    raise ValueError(
-        f"transformer_xl: {key}*width_multiplier = {real} is not divisible "
-        f"by the dimension {d} of algebra {alg.name}; choose a multiple of "
-        f"{d}, e.g. {examples}."
-    )
-  return real // d
-
-
-def channels_for(model_cfg: Any) -> int:
-  """C = d_model * width_multiplier / algebra.dim, the algebra channels.
-
-  Also checks that C is a positive integer divisible by num_heads.
-
-  Raises:
-    ValueError: unknown algebra; d_model * width_multiplier not a positive
-      integer or not divisible by the algebra dimension; C not divisible by
-      num_heads.
-  """
-  cfg = _resolved(model_cfg)
-  c = _algebra_channels(cfg, "d_model")
-  heads = _check_int(cfg, "num_heads", 1)
-  if c % heads:
-    d = algebras.get(cfg["algebra"]).dim
-    divisors = [h for h in range(1, c + 1) if c % h == 0]
-    raise ValueError(
-        f"transformer_xl: C = d_model*width_multiplier / {d} = {c} algebra "
-        f"channels ({cfg['algebra']}) is not divisible by num_heads={heads} "
-        f"(heads split the algebra channels). Choose num_heads in "
-        f"{divisors}, or a real width that is a multiple of {d * heads}."
-    )
-  return c
-
-
-def inner_channels_for(model_cfg: Any) -> int:
-  """F = round(d_inner * width_multiplier / algebra.dim), the FFN channels.
-
-  Unlike d_model (which heads and the algebra must divide), the FFN width
-  has no structural constraint, so a width multiplier that scales d_model to
-  a valid width (e.g. sqrt(d) for matched parameters) is allowed to give a
-  fractional d_inner, rounded to the nearest algebra channel. Exact for
-  multipliers that keep d_inner integral and divisible.
-
-  Raises:
-    ValueError: d_inner not a positive int, or a bad width_multiplier.
-  """
-  cfg = _resolved(model_cfg)
-  _check_int(cfg, "d_inner", 1)
-  wm = cfg["width_multiplier"]
-  if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not wm > 0:
-    raise ValueError(
-        "transformer_xl: width_multiplier must be a positive number, got "
-        f"{wm!r}."
-    )
-  d = algebras.get(cfg["algebra"]).dim
-  return max(1, round(cfg["d_inner"] * wm / d))
-
-
-def _check_cutoffs(cfg: dict[str, Any], c: int) -> None:
-  cutoffs, tie_projs = cfg["cutoffs"], cfg["tie_projs"]
-  if isinstance(cutoffs, (str, bytes)) or not isinstance(
-      cutoffs, Sequence | np.ndarray
-  ):
-    raise ValueError(
-        f"transformer_xl: cutoffs must be a sequence of ints, got "
-        f"{cutoffs!r}; e.g. () or (20000, 40000, 200000)."
-    )
-  cutoffs = tuple(cutoffs)
-  if not all(_is_int(x) and x >= 1 for x in cutoffs) or any(
+  who = NAME
+  ca = config_access
+  cutoffs = ca.check_sequence(
+      cutoffs, "cutoffs", who, "() or (20000, 40000, 200000)"
+  )
+  if not all(ca.is_int(x) and x >= 1 for x in cutoffs) or any(
       b <= a for a, b in itertools.pairwise(cutoffs)
   ):
     raise ValueError(
-        f"transformer_xl: cutoffs must be strictly increasing positive ints "
-        f"(the first token id of each tail cluster), got {cutoffs!r}; e.g. "
+        f"{who}: cutoffs must be strictly increasing positive ints (the "
+        f"first token id of each tail cluster), got {cutoffs!r}; e.g. "
         "(20000, 40000, 200000)."
     )
-  div_val = _check_int(cfg, "div_val", 1)
-  for i in range(len(cutoffs) + 1):
-    if c % (div_val**i):
-      raise ValueError(
-          f"transformer_xl: C = {c} algebra channels is not divisible by "
-          f"div_val**{i} = {div_val**i} (adaptive cluster {i} has C / "
-          f"div_val**{i} channels). Use div_val=1, fewer cutoffs, or a "
-          f"width whose C is a multiple of {div_val ** len(cutoffs)}."
-      )
-  if isinstance(tie_projs, (str, bytes)) or not isinstance(
-      tie_projs, Sequence | np.ndarray
-  ):
-    raise ValueError(
-        f"transformer_xl: tie_projs must be a sequence of bools, got "
-        f"{tie_projs!r}; e.g. (False,) or (False, True, True, True)."
-    )
-  tie_projs = tuple(tie_projs)
+  cutoffs = tuple(int(x) for x in cutoffs)
+  div_val = ca.check_int(div_val, "div_val", who, 1)
+  tie_projs = ca.check_sequence(
+      tie_projs, "tie_projs", who, "(False,) or (False, True, True, True)"
+  )
   if not all(isinstance(t, (bool, np.bool_)) for t in tie_projs):
-    raise ValueError(
-        f"transformer_xl: tie_projs must hold bools, got {tie_projs!r}."
-    )
+    raise ValueError(f"{who}: tie_projs must hold bools, got {tie_projs!r}.")
+  tie_projs = tuple(bool(t) for t in tie_projs)
   if len(tie_projs) > len(cutoffs) + 1:
     raise ValueError(
-        f"transformer_xl: tie_projs {tie_projs} has {len(tie_projs)} entries "
-        f"but cutoffs {cutoffs} make only {len(cutoffs) + 1} clusters; give "
-        "at most one per cluster (missing ones are False)."
+        f"{who}: tie_projs {tie_projs} has {len(tie_projs)} entries but "
+        f"cutoffs {cutoffs} make only {len(cutoffs) + 1} clusters; give at "
+        "most one per cluster (missing ones are False)."
     )
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a transformer_xl model config; missing keys take the defaults.
-
-  Args:
-    model_cfg: ml_collections ConfigDict or mapping with (a subset of) the
-      keys of `default_config()`.
-
-  Raises:
-    ValueError: an unknown key, algebra, activation, norm, norm_mode, lift,
-      head, layout, dropout_unit or kernel_path; non-positive sizes; real
-      widths not integers or not divisible by the algebra dimension; C not
-      divisible by num_heads or div_val**i; negative memory lengths; rates
-      outside [0, 1); same_length with a zero memory. Messages say how to
-      fix the value.
-  """
-  cfg = _resolved(model_cfg)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"transformer_xl: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}. Build other models through algebranets.models.get(name)."
-    )
-  alg = algebras.get(cfg["algebra"])  # Lists the valid names.
-  _check_int(cfg, "num_layers", 1)
-  c = channels_for(cfg)
-  inner_channels_for(cfg)
-  _check_rate(cfg, "dropout_rate")
-  _check_rate(cfg, "attention_dropout_rate")
-  _check_choice(cfg, "dropout_unit", DROPOUT_UNITS)
-  for key in ("mem_len", "eval_mem_len"):
-    _check_int(cfg, key, 0, " Use 0 for no memory.")
-  for key in ("clamp_len", "eval_clamp_len"):
-    _check_int(cfg, key, -1, " Use -1 for no clamping.")
-  for key in (
-      "same_length",
-      "eval_same_length",
-      "pre_norm",
-      "untie_r",
-      "tie_weight",
-  ):
-    _check_bool(cfg, key)
-  for same, mem in (
-      ("same_length", "mem_len"),
-      ("eval_same_length", "eval_mem_len"),
-  ):
-    if cfg[same] and cfg[mem] == 0:
+  clusters = len(cutoffs) + 1
+  if vocab_size is not None:
+    clusters = len(adaptive.check_cutoffs(cutoffs, vocab_size))
+  for i in range(clusters):
+    if c % (div_val**i):
       raise ValueError(
-          f"transformer_xl: {same}=True needs {mem} >= 1 (every query attends "
-          f"to its {mem} most recent keys; 0 would mask all). Set {mem} > 0 "
-          f"or {same}=False."
+          f"{who}: C = {c} algebra channels is not divisible by "
+          f"div_val**{i} = {div_val**i} (adaptive cluster {i} has C / "
+          f"div_val**{i} channels). Use div_val=1, fewer cutoffs, or a "
+          f"width whose C is a multiple of {div_val ** (clusters - 1)}."
       )
-  _check_cutoffs(cfg, c)
-  _check_positive_number(cfg, "init_std")
-  _check_positive_number(cfg, "proj_init_std")
-  _check_choice(cfg, "activation", layers.ACTIVATIONS)
-  _check_choice(
-      cfg,
-      "norm",
-      NORMS,
-      " transformer_xl supports only norm='layer' (TXL's LayerNorm); choose "
-      "the flavour with norm_mode.",
-  )
-  _check_choice(cfg, "norm_mode", layers.NORM_MODES)
-  _check_choice(
-      cfg,
-      "lift",
-      LIFTS,
-      " transformer_xl supports only lift='adaptive_embed' (TXL's adaptive "
-      "input embedding with algebra-valued tables).",
-  )
-  _check_choice(
-      cfg,
-      "head",
-      HEADS,
-      " transformer_xl supports only head='adaptive_softmax' (TXL's "
-      "projected adaptive softmax; cutoffs=() makes it a plain softmax).",
-  )
-  if cfg["layout"] == layout_lib.FOLDED:
-    raise ValueError(
-        "transformer_xl: layout='folded' is not implemented for "
-        "Transformer-XL (its relative attention, memory and adaptive "
-        "embedding/softmax work on the standard layout); use "
-        "layout='standard'. The fold kernel is still used inside each layer "
-        "for matrix algebras with kernel_path='auto' or 'fold'."
-    )
-  _check_choice(cfg, "layout", LAYOUTS)
-  _check_choice(cfg, "kernel_path", ("auto", *kernels.DENSE_PATHS))
-  if cfg["kernel_path"] == "fold" and alg.matrix_shape is None:
-    raise ValueError(
-        f"transformer_xl: kernel_path='fold' needs a matrix algebra; "
-        f"{alg.name!r} is not one. Use kernel_path='auto'."
-    )
-
-
-def from_config(
-    model_cfg: Any,
-    *,
-    vocab_size: int,
-    max_len: int | None = None,
-    is_eval: bool = False,
-) -> TransformerXL:
-  """Builds the model from a config (call inside hk.transform).
-
-  Args:
-    model_cfg: see `validate_config`.
-    vocab_size: V.
-    max_len: ignored (relative positions have no maximum length); accepted
-      for the models' common builder signature.
-    is_eval: use eval_mem_len, eval_clamp_len and eval_same_length (TXL's
-      evaluation settings) instead of mem_len, clamp_len and same_length.
-
-  Returns:
-    A `TransformerXL`.
-
-  Raises:
-    ValueError: see `validate_config`.
-  """
-  del max_len
-  validate_config(model_cfg)
-  cfg = _resolved(model_cfg)
-  prefix = "eval_" if is_eval else ""
-  return TransformerXL(
-      vocab_size,
-      cfg["num_layers"],
-      channels_for(cfg),
-      cfg["num_heads"],
-      inner_channels_for(cfg),
-      cfg["algebra"],
-      dropout_rate=float(cfg["dropout_rate"]),
-      attention_dropout_rate=float(cfg["attention_dropout_rate"]),
-      dropout_unit=cfg["dropout_unit"],
-      mem_len=int(cfg[f"{prefix}mem_len"]),
-      clamp_len=int(cfg[f"{prefix}clamp_len"]),
-      same_length=bool(cfg[f"{prefix}same_length"]),
-      pre_norm=bool(cfg["pre_norm"]),
-      untie_r=bool(cfg["untie_r"]),
-      cutoffs=tuple(cfg["cutoffs"]),
-      div_val=int(cfg["div_val"]),
-      tie_weight=bool(cfg["tie_weight"]),
-      tie_projs=tuple(cfg["tie_projs"]),
-      init_std=float(cfg["init_std"]),
-      proj_init_std=float(cfg["proj_init_std"]),
-      activation=cfg["activation"],
-      norm_mode=cfg["norm_mode"],
-      kernel_path=cfg["kernel_path"],
-  )
+  tie_projs = tie_projs + (False,) * (len(cutoffs) + 1 - len(tie_projs))
+  return cutoffs, div_val, tie_projs

@@ -118,7 +118,7 @@ class ByteLMTask:
     Returns:
       (mean loss over weighted tokens, {'nll', 'correct', 'count'} sums).
     """
-    model = models.get(self.config.model.name).from_config(
+    model = models.build(
         self.config.model, vocab_size=self.vocab_size, max_len=self.seq_len
     )
     logits = model(batch["inputs"], is_training=is_training)
@@ -142,7 +142,7 @@ class ByteLMTask:
     """(untransformed fn, args) for `metrics.count_macs` on one example."""
 
     def fn(tokens):
-      model = models.get(self.config.model.name).from_config(
+      model = models.build(
           self.config.model, vocab_size=self.vocab_size, max_len=self.seq_len
       )
       return model(tokens, is_training=False)

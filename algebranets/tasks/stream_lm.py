@@ -113,8 +113,9 @@ class StreamLMTask:
     self.vocab_size = self.corpus.vocab_size
     self.byte_level = self.corpus.unit == "byte"
     self.headline_metric = "bits_per_byte" if self.byte_level else "perplexity"
-    spec = models.get(config.model.name)
-    self.num_channels = spec.channels_for(config.model)
+    self.num_channels = models.constructed(
+        config.model, vocab_size=self.vocab_size
+    ).num_channels
     self.dim = algebras.get(config.model.algebra).dim
     self.compute_dtype = _DTYPES[config.train.compute_dtype]
     # Fail now, not at step 1, if a split is too short for its segments.
@@ -132,12 +133,8 @@ class StreamLMTask:
 
   # ---------------------------------------------------------------- model --
   def _model(self, is_training: bool):
-    spec = models.get(self.config.model.name)
-    return spec.from_config(
-        self.config.model,
-        vocab_size=self.vocab_size,
-        max_len=None,
-        is_eval=not is_training,
+    return models.build(
+        self.config.model, vocab_size=self.vocab_size, is_eval=not is_training
     )
 
   def _mem_len(self, is_training: bool) -> int:

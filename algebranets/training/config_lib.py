@@ -5,7 +5,8 @@ A config is an `ml_collections.ConfigDict` with the sections
   seed       int, the one seed of a run (init, dropout, data order)
   task       name in `algebranets.tasks` (what is learned and how it is scored)
   data       task-specific (`tasks.get(task).data_defaults()`)
-  model      model-specific (`models.get(model.name).default_config()`)
+  model      the keyword arguments of the model's constructor
+             (`models.defaults(model.name)`; `algebranets.models.registry`)
   optimizer  `training.optimizers.default_config()`
   sparsity   `sparsity_defaults()`
   train      `train_defaults()`
@@ -79,13 +80,12 @@ def sparsity_defaults() -> dict[str, Any]:
 def base_config(task: str, model: str) -> ml_collections.ConfigDict:
   """The full default config of `task` trained with model `model`."""
   task_spec = tasks.get(task)
-  model_spec = models.get(model)
   return ml_collections.ConfigDict(
       dict(
           seed=0,
           task=task,
           data=task_spec.data_defaults(),
-          model=model_spec.default_config(),
+          model=models.defaults(model),
           optimizer=optimizers.default_config(),
           sparsity=sparsity_defaults(),
           train=train_defaults(),
@@ -243,12 +243,12 @@ def validate(
   if not _is_section(config.model):
     raise ConfigError("config.model must be a ConfigDict with a 'name'.")
   try:
-    model_spec = models.get(config.model.get("name", ""))
+    model_defaults = models.defaults(config.model.get("name", ""))
   except ValueError as e:
     raise ConfigError(f"config.model.name: {e}") from None
 
   _check_keys(config.data, task_spec.data_defaults(), "data")
-  _check_keys(config.model, model_spec.default_config(), "model")
+  _check_keys(config.model, model_defaults, "model")
   _check_keys(config.optimizer, optimizers.default_config(), "optimizer")
   _check_keys(config.sparsity, sparsity_defaults(), "sparsity")
   _check_keys(config.train, train_defaults(), "train")
@@ -298,9 +298,11 @@ def validate(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   try:
-    model_spec.validate_config(config.model)
-  except ValueError as e:
-    raise ConfigError(f"config.model: {e}") from None
+    # The constructor is the schema: building the model once (no data, no
+    # compute) runs every check of its arguments.
+    models.check(config.model)
+  except models.ModelConfigError as e:
+    raise ConfigError(str(e)) from None
   try:
     optimizers.validate_config(config.optimizer, tr.num_steps)
   except ValueError as e:

@@ -23,7 +23,7 @@ import optax
 from jax.sharding import NamedSharding
 
 from algebranets import metrics as metrics_lib
-from algebranets import sparsity, tasks
+from algebranets import models, sparsity, tasks
 from algebranets.sparsity import from_config as sparsity_config
 from algebranets.training import config_lib, optimizers, sharding
 from algebranets.training.state import TrainState
@@ -98,7 +98,12 @@ class Experiment:
     self.replicated = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
 
-    self.state_sharding = self._state_sharding()
+    try:
+      # The first trace builds the model with the data's sizes (vocabulary,
+      # classes): checks that needed them run here, still before compiling.
+      self.state_sharding = self._state_sharding()
+    except models.ModelConfigError as e:
+      raise config_lib.ConfigError(str(e)) from None
     self.init = jax.jit(self._init, out_shardings=self.state_sharding)
     self.train_step = jax.jit(
         self._train_step,
