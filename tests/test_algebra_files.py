@@ -16,6 +16,15 @@ def split_complex() -> np.ndarray:
   return c
 
 
+@pytest.fixture(autouse=True)
+def _scratch_names():
+  """Algebras a test registers are removed afterwards (global registry)."""
+  before = set(algebras.names())
+  yield
+  for name in set(algebras.names()) - before:
+    del algebras._REGISTRY[name]
+
+
 @pytest.fixture
 def npy(tmp_path):
   path = tmp_path / "split_complex.npy"
