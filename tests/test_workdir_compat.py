@@ -205,3 +205,19 @@ def test_edited_npy_is_refused_on_resume(tmp_path, old_workdir, scratch_names):
   with pytest.raises(checkpointing.CheckpointError) as e:
     workdir_compat.check_resume(rerun, old_workdir)
   assert f"model.algebra: '{config.model.algebra}' -> " in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{broken"])
+def test_damaged_algebra_json_is_one_line(old_workdir, text):
+  workdir_compat.record(quickstart(), old_workdir)
+  (old_workdir / "algebra.json").write_text(text)
+  for call in (
+      lambda: load_config(old_workdir),
+      lambda: workdir_compat.check_resume(quickstart(), old_workdir),
+      lambda: workdir_compat.resolve_algebra(
+          quickstart("runlocal,algebra=gone@1"), old_workdir
+      ),
+  ):
+    with pytest.raises(checkpointing.CheckpointError) as e:
+      call()
+    assert "algebra.json" in str(e.value) and "\n" not in str(e.value)

@@ -128,34 +128,33 @@ def resolve_algebra(
   value = model.get("algebra") if model is not None else None
   if not isinstance(value, str):
     return config
-  recorded = None
-  if workdir is not None:
-    path = pathlib.Path(workdir) / ALGEBRA_FILE
-    if path.is_file():
-      recorded = (_read_json(path), path)
+  record_path = pathlib.Path(workdir or "") / ALGEBRA_FILE
+  record = {}
+  if workdir is not None and record_path.is_file():
+    record = _read_json(record_path)
+    if not isinstance(record, dict):
+      raise checkpointing.CheckpointError(
+          f"{record_path} is not an algebra record (a JSON object); restore "
+          "it from a backup or delete it to skip this check."
+      )
+  recorded_name = str(record.get("name", ""))
 
   def from_record():
-    record, path = recorded
     try:
-      return algebra_files.restore(record, where=str(path))
+      return algebra_files.restore(record, where=str(record_path))
     except algebra_files.AlgebraFileError as e:
       raise checkpointing.CheckpointError(str(e)) from None
 
   if algebra_files.is_path(value):
     file = pathlib.Path(value)
-    base = str((recorded or ({}, None))[0].get("name", "")).split("@")[0]
-    if not file.exists() and recorded and base == file.stem:
+    if not file.exists() and recorded_name.split("@")[0] == file.stem:
       name = from_record().name
     else:
       try:
         name = algebra_files.resolve(file).name
       except algebra_files.AlgebraFileError as e:
         raise config_lib.ConfigError(f"config.model.algebra: {e}") from None
-  elif (
-      value not in algebras.names()
-      and recorded
-      and recorded[0].get("name") == value
-  ):
+  elif value not in algebras.names() and recorded_name == value:
     name = from_record().name
   else:
     return config  # a registered (or misspelled) name: validation decides
@@ -205,6 +204,8 @@ def _algebra_difference(workdir: pathlib.Path, model: Any) -> str | None:
   if not path.is_file() or not isinstance(name, str):
     return None
   record = _read_json(path)
+  if not isinstance(record, dict):
+    return f"{path.name}: not an algebra record (a JSON object)"
   try:
     now = algebras.fingerprint(name)
   except ValueError:
@@ -262,7 +263,9 @@ def record(
       workdir / MODEL_FILE,
       {"task": config.task, "model": _plain(config.model)},
   )
-  (workdir / CONFIG_FILE).write_text(config_lib.to_json(config) + "\n")
+  tmp = workdir / (CONFIG_FILE + ".tmp")
+  tmp.write_text(config_lib.to_json(config) + "\n")
+  os.replace(tmp, workdir / CONFIG_FILE)
 
 
 def restore(
