@@ -22,7 +22,9 @@ Built-in algebras (`names()`):
   M2C    d=8   2x2 complex matrices, row-major entries, each as (re, im).
 
 Users add their own with `from_structure_constants` + `register`, or build
-matrix algebras over any registered base with `matrix_algebra`.
+matrix algebras over any registered base with `matrix_algebra`; a config's
+`model.algebra` may also be the path of a .npy/.json file of constants
+(`algebranets.algebra_files`).
 """
 
 from __future__ import annotations
@@ -425,14 +427,22 @@ def get(name: str | Algebra) -> Algebra:
   did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
   raise ValueError(
       f"Unknown algebra {name!r}.{did_you_mean} Valid names: "
-      f"{', '.join(_REGISTRY)}. Register new ones with algebras.register()."
+      f"{', '.join(_REGISTRY)}. Register new ones with algebras.register(), "
+      "or give the path of a .npy/.json file of [d, d, d] structure "
+      "constants."
   )
 
 
 def fingerprint(algebra: str | Algebra) -> str:
-  """Short stable hash of an algebra's constants (for checkpoints/configs)."""
+  """Short stable hash of an algebra's constants (for checkpoints/configs).
+
+  12 hex digits of SHA-1 over the constants as little-endian float64, so the
+  same constants give the same fingerprint on every machine; -0.0 counts as
+  0.0 (the same product).
+  """
   a = get(algebra)
-  return hashlib.sha1(a.structure_constants.tobytes()).hexdigest()[:12]
+  c = np.ascontiguousarray(a.structure_constants + 0.0, dtype="<f8")
+  return hashlib.sha1(c.tobytes()).hexdigest()[:12]
 
 
 for _name, _factory in _BUILTIN_FACTORIES.items():

@@ -84,7 +84,7 @@ from bench import common
 
 MODES = ("fwd", "fwd+bwd")
 _MODE_FLOP_FACTOR = {"fwd": 1, "fwd+bwd": 3}
-DEFAULT_ALGEBRAS = ("R", "C", "H", "M2R", "M3R", "M4R", "M2C", "dual", "cross")
+DEFAULT_ALGEBRAS = tuple(algebras.names())  # every registered algebra
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 DEFAULT_PARAMS = 2048 * 2048  # "4M": the real layer is 2048 x 2048
 _QUICK = dict(

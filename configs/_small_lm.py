@@ -19,7 +19,7 @@ def parse(arg):
 
 def sweep(add, arg=None) -> None:
   """Algebras x widths; with `sweep_sparsity`, M2R also pruned."""
-  for algebra in ("R", "C", "H", "M2R"):
+  for algebra in ("R", "C", "H", "M2R"):  # deliberate subset: the paper's
     for width in (0.5, 1.0):
       add(**{"model.algebra": algebra, "model.width_multiplier": width})
   if parse(arg).sweep_sparsity:

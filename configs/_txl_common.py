@@ -2,9 +2,10 @@
 
 import math
 
-from algebranets import algebras
+from algebranets import algebra_files
 from algebranets.training import config_lib
 
+# Deliberately the paper's four head algebras, not every registered one.
 HEAD_ALGEBRAS = ("R", "C", "H", "M2R")
 
 
@@ -15,7 +16,7 @@ def matched_width(algebra: str, d_model: int, num_heads: int) -> float:
   D^2), so the real width grows by sqrt(d); the result is rounded to the
   nearest width that the algebra and the heads divide.
   """
-  d = algebras.get(algebra).dim
+  d = algebra_files.resolve(algebra).dim  # a name or a .npy/.json file
   step = d * num_heads
   target = d_model * math.sqrt(d)
   width = max(step, round(target / step) * step)

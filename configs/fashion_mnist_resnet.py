@@ -40,6 +40,7 @@ import math
 from algebranets import algebras
 from algebranets.training import config_lib
 
+# Deliberately the paper's four main algebras, not every registered one.
 SWEEP_ALGEBRAS = ("R", "C", "H", "M2R")
 SPARSITY_TARGETS = (0.5, 0.75, 0.9, 0.95)
 

@@ -31,6 +31,7 @@ from absl import app, flags, logging
 
 from algebranets import algebras, layers, metrics
 
+# A deliberate subset (a quick demo); any registered names work.
 _ALGEBRAS = flags.DEFINE_list(
     "algebras", ["R", "C", "H", "M2R", "M4R"], "Algebras to train."
 )

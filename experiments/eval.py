@@ -57,7 +57,7 @@ def _is_fitted(workdir: str) -> bool:
   """True for the workdir of a closed-form learner (no checkpoints)."""
   try:
     config = evaluator.load_config(workdir)
-  except (FileNotFoundError, ValueError):
+  except (FileNotFoundError, ValueError, checkpointing.CheckpointError):
     return False  # evaluate_workdir reports it
   return closed_form.is_closed_form(config)
 

@@ -2,6 +2,8 @@ r"""Width multipliers matching the real ResNet-50 / MobileNet, per algebra.
 
   python -m scripts.match_width --model resnet50 --targets params,macs
   python -m scripts.match_width --model all --write configs/_vision_widths.py
+  python -m scripts.match_width --model mobilenet --algebras my_alg.npy \
+      --targets params --write configs/_vision_widths.py
 
 For every algebra and target (parameters with the real stem and head,
 parameters without them, or MACs) it searches the width multiplier whose
@@ -22,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from algebranets import algebras, models
+from algebranets import algebra_files, algebras, models
 from algebranets.models import width_matching
 
 # The reference models of the paper's image experiments (real, width 1).
@@ -30,7 +32,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "resnet50": {"name": "resnet", "depth": 50},
     "mobilenet": {"name": "mobilenet", "alpha": 1.0},
 }
-DEFAULT_ALGEBRAS = ("R", "C", "H", "dual", "cross", "M2R", "M3R", "M4R", "M2C")
+# Every registered algebra (the built-ins, in a fresh process).
+DEFAULT_ALGEBRAS = tuple(algebras.names())
 
 
 def preset_config(model: str, algebra: str) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def match_all(
   reference = ref_counter(1.0)
   rows = []
   for name in algebra_names:
-    alg = algebras.get(name)
+    alg = algebra_files.resolve(name)  # a name or a .npy/.json file
     counter = width_matching.vision_counter(preset_config(model, alg.name))
     for target in targets:
       t0 = time.perf_counter()
@@ -100,6 +103,15 @@ def match_all(
           f"{time.perf_counter() - t0:.1f} s)"
       )
   return rows
+
+
+def matched_width(
+    model: str, algebra: str, target: str, *, tol: float = 0.01
+) -> float:
+  """The multiplier of preset `model` in `algebra` matching the real model's
+  `target` count (what `--write` would store; ~20 s of CPU per call)."""
+  rows = match_all(model, [algebra], [target], tol=tol, log=lambda *_: None)
+  return rows[0]["width_multiplier"]
 
 
 def _m(n: int) -> str:
@@ -202,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for t in targets:
       width_matching.Counts(1.0, 0, 0, 0).value(t)  # raises for unknown
     for a in algebra_names:
-      algebras.get(a)
+      algebra_files.resolve(a)
     for m in model_names:
       preset_config(m, "R")
   except ValueError as e:

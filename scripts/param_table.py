@@ -22,6 +22,7 @@ from algebranets.training.experiment import is_real_io
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file (no arg).")
 _VOCAB = flags.DEFINE_integer("vocab_size", None, "Vocabulary size.")
+# A deliberate short default (the paper's four); any registered names work.
 _ALGEBRAS = flags.DEFINE_list("algebras", ["R", "C", "H", "M2R"], "Algebras.")
 _SEQ = flags.DEFINE_integer("seq_len", 8, "Tokens of the dummy input.")
 flags.mark_flags_as_required(["config", "vocab_size"])

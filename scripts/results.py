@@ -34,12 +34,15 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from algebranets import algebras
+
 CONFIG_FILE = "config.json"
 FINAL_METRICS_FILE = "final_metrics.json"
 ACCOUNTING_FILE = "accounting.json"
 
-# Table/legend order; algebras not listed follow alphabetically.
-ALGEBRA_ORDER = ("R", "C", "H", "dual", "cross", "M2R", "M3R", "M4R", "M2C")
+# Table/legend order: the registry's (built-ins first); algebras it does not
+# hold (user algebras recorded in a workdir) follow alphabetically.
+ALGEBRA_ORDER = tuple(algebras.names())
 # Metric-name fragments for which higher is better (see lower_is_better_for).
 _HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "f1", "precision", "recall")
 ACCOUNTING_KEYS = (

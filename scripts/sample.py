@@ -9,7 +9,7 @@ compile step), the batch-1 inference setting of the paper.
 
 from absl import app, flags
 
-from algebranets.training import sampling
+from algebranets.training import checkpointing, sampling
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A stream_lm training workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
@@ -27,9 +27,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  sampler = sampling.Sampler(
-      _WORKDIR.value, step=_STEP.value, data_path=_DATA_PATH.value
-  )
+  try:
+    sampler = sampling.Sampler(
+        _WORKDIR.value, step=_STEP.value, data_path=_DATA_PATH.value
+    )
+  except (FileNotFoundError, ValueError, checkpointing.CheckpointError) as e:
+    # E.g. config.json edited away from the recorded model: one line.
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
   result = sampler.generate(
       _PROMPT.value,
       _NUM.value,

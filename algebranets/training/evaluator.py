@@ -16,7 +16,7 @@ import jax
 
 from algebranets import sparsity
 from algebranets.sparsity import accounting as sparse_accounting
-from algebranets.training import checkpointing, config_lib
+from algebranets.training import checkpointing, config_lib, workdir_compat
 from algebranets.training.experiment import Experiment
 from algebranets.training.state import TrainState
 
@@ -94,7 +94,16 @@ def sparse_summary(exp: Experiment, state: TrainState, report) -> dict:
 
 
 def load_config(workdir: str | os.PathLike):
-  """The config a workdir was trained with (its `config.json`)."""
+  """The config a workdir was trained with (its `config.json`).
+
+  Registers the workdir's recorded algebra first (`workdir_compat.restore`).
+
+  Raises:
+    FileNotFoundError: no config.json.
+    ValueError: config.json is not valid JSON.
+    checkpointing.CheckpointError: config.json or algebra.json contradict
+      what the checkpoints were trained with.
+  """
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(
@@ -102,9 +111,13 @@ def load_config(workdir: str | os.PathLike):
         "hold config.json and checkpoints/ written by experiments.train)."
     )
   try:
-    return config_lib.from_json(path.read_text())
+    config = config_lib.from_json(path.read_text())
   except ValueError as e:
     raise ValueError(f"{path} is not valid JSON ({e}).") from None
+  # Registers the recorded algebra (a file algebra needs no file) and
+  # refuses a config.json edited away from what the checkpoints hold.
+  workdir_compat.restore(config, workdir)
+  return config
 
 
 def evaluate_workdir(

@@ -3,6 +3,9 @@
 Workdir contents (all written by process 0):
 
   config.json          the full config of the (latest) run
+  algebra.json         the algebra's constants and fingerprint, model.json
+                       the model the checkpoints hold (`workdir_compat`;
+                       written with config.json after the checkpoint check)
   accounting.json      params (total, real stem/head, algebra), intrinsic MACs
   params.txt, macs.txt per-module parameter and MAC tables
   data.json            split sizes and unigram baselines of the task
@@ -36,6 +39,7 @@ from algebranets.training import (
     config_lib,
     metric_writer,
     plots,
+    workdir_compat,
 )
 from algebranets.training.evaluator import evaluate, sparse_summary, write_json
 from algebranets.training.experiment import Experiment
@@ -150,17 +154,20 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   """
   from algebranets.training import closed_form
 
+  # A file path in model.algebra becomes its registered name.
+  config = workdir_compat.resolve_algebra(config, workdir)
   if closed_form.is_closed_form(config):
     # Closed-form learners (models with ModelSpec.fit) are fitted, not
     # trained: no optimizer, steps or checkpoints.
     return closed_form.fit_and_evaluate(config, workdir)
   workdir = pathlib.Path(workdir)
+  # Before anything is written: a refused rerun leaves the workdir intact.
+  workdir_compat.check_resume(config, workdir)
   exp = Experiment(config)
   chief = jax.process_index() == 0
   tr, ev = config.train, config.eval
   if chief:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config_lib.to_json(config) + "\n")
 
   _say(
       f"algebranets: task={config.task} model={config.model.name} "
@@ -169,8 +176,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
       f"process(es); global batch {tr.batch_size}; workdir {workdir}"
   )
   data_info = exp.task.describe()
-  if chief:
-    write_json(workdir / "data.json", data_info)
   _say(
       "data: "
       + ", ".join(
@@ -188,6 +193,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     start = int(jax.device_get(state.step))
     if chief and origin == "checkpoint":
       metric_writer.truncate_after(workdir, start)
+    if chief:  # the restore accepted the checkpoint (or there was none)
+      workdir_compat.record(config, workdir)
+      write_json(workdir / "data.json", data_info)
 
     acc = exp.accounting(state.params)
     report = acc.pop("_report")
