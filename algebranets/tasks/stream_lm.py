@@ -36,8 +36,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from algebranets import algebras, models, tasks
-from algebranets.data import corpora, lm_streams
-from algebranets.training import sharding
+from algebranets.data import corpora, lm_streams, process_rows
 
 SPLITS = ("train", "valid", "test")
 RECURRENT_MODELS = ("transformer_xl",)
@@ -190,7 +189,7 @@ class StreamLMTask:
     (the scalar fill count stays replicated)."""
     del leaf
     if path.endswith("['mems']"):
-      return P(None, sharding.DATA_AXIS)
+      return P(None, process_rows.DATA_AXIS)
     return None
 
   def eval_model_state(self, trained, fresh):
