@@ -42,18 +42,13 @@ class ModelSpec:
     channels_for: (model_cfg) -> int, the algebra channels C of the model's
       activations (d_model * width_multiplier / algebra dim); tasks that
       keep activations as state (recurrent memories) size it with this.
-    fit: for closed-form estimators only (`algebranets.learners`):
-      (fit_data, task, model_cfg) -> fitted estimator; such a model is fitted
-      by `algebranets.training.closed_form` instead of trained by SGD, and
-      `from_config` is None.
   """
 
   name: str
   default_config: Callable[[], dict[str, Any]]
   validate_config: Callable[[Any], None]
-  from_config: Callable[..., Any] | None
+  from_config: Callable[..., Any]
   channels_for: Callable[[Any], int] | None = None
-  fit: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -193,6 +188,3 @@ __all__ = [
     "transformer_xl",
     "two_layer",
 ]
-
-# Registers the closed-form estimators (mean, least_squares, moment_tensor).
-from algebranets import learners  # noqa: E402,F401

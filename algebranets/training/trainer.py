@@ -148,12 +148,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     NonFiniteError: NaN/Inf loss or gradient norm (last good checkpoint kept).
     checkpointing.CheckpointError: no readable checkpoint matches the config.
   """
-  from algebranets.training import closed_form
-
-  if closed_form.is_closed_form(config):
-    # Closed-form learners (models with ModelSpec.fit) are fitted, not
-    # trained: no optimizer, steps or checkpoints.
-    return closed_form.fit_and_evaluate(config, workdir)
   workdir = pathlib.Path(workdir)
   exp = Experiment(config)
   chief = jax.process_index() == 0
