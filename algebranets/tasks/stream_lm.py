@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from algebranets import algebras, models, tasks
+from algebranets import algebras, models
 from algebranets.data import corpora, lm_streams, process_rows
+from algebranets.tasks import registry
 
 SPLITS = ("train", "valid", "test")
 RECURRENT_MODELS = ("transformer_xl",)
@@ -300,8 +301,8 @@ def _build(config, *, process_index: int = 0, process_count: int = 1):
   )
 
 
-tasks.register(
-    tasks.TaskSpec(
+registry.register(
+    registry.TaskSpec(
         name="stream_lm",
         data_defaults=data_defaults,
         validate_config=validate_config,
