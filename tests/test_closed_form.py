@@ -177,7 +177,9 @@ def test_only_learners_are_fitted():
     closed_form.validate(typo)
   other_task = _config("mean")
   other_task.task = "byte_lm"
-  with pytest.raises(config_lib.ConfigError, match=r"set --config\.task=teacher_student"):
+  with pytest.raises(
+      config_lib.ConfigError, match=r"set --config\.task=teacher_student"
+  ):
     closed_form.validate(other_task)
 
 
