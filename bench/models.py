@@ -82,91 +82,69 @@ forward, in the compute dtype) measured in the same run from its FASTEST
 sample (a ceiling is a best case, and on a shared machine the median
 understates it) and printed with a 3x3 convolution ceiling (batch 8, 28x28,
 128 -> 128 channels; the JSON also has each row's MFU against it).
+
+Code: this file is the CLI (arguments, the per-model runs, the JSON);
+`models_vision` (configs, widths, the training step), `models_txl`
+(Transformer-XL configs, corpus, sampling), `models_report` (ceilings,
+derived numbers, tables) and `models_common` (names, overrides, timing).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import contextlib
 import dataclasses
-import importlib
-import math
-import os
 import pathlib
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import haiku as hk
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax import lax
-
-from algebranets import algebras, metrics, models
-from algebranets.models import width_matching
-from algebranets.training import (
-    checkpointing,
-    config_lib,
-    optimizers,
-    sampling,
-)
-from algebranets.training.experiment import (
-    Experiment,
-    cast_floating,
-    is_real_io,
-)
-from algebranets.training.state import TrainState
+from algebranets import algebras, models
 from bench import common
 
-VISION_CONFIGS = {
-    "resnet": "configs.imagenet_resnet50",
-    "mobilenet": "configs.imagenet_mobilenet",
-}
-TXL = "transformer_xl"
-MODELS = (*VISION_CONFIGS, TXL)
-MATCH = ("params", "params_without_io", "macs", "none")
-NUM_CLASSES = 1000  # ImageNet-1k
-# The generated corpus has enwik8's vocabulary size (Transformer-XL's 204).
-CORPUS_SYMBOLS = 204
-CORPUS_BYTES = 1 << 20
-SAMPLE_PROMPT = "The algebra benchmark prompt: "
-# Conv ceiling problem: a ResNet-50 stage-2 3x3 conv at batch 8.
-CONV_CEILING = dict(batch=8, hw=28, cin=128, cout=128)
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Compiler options for programs that run ONCE (parameter init): XLA's
-# optimisation passes would take longer than the program (ResNet-50 init:
-# 7 s to compile optimised, 3.5 s like this, milliseconds to run).
-_RUN_ONCE_COMPILER_OPTIONS = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TxlSize:
-  """Transformer-XL sizes of the benchmark (real widths before matching)."""
-
-  num_layers: int
-  d_model: int
-  num_heads: int
-  d_inner: int
-  tgt_len: int
-  mem_len: int
-  eval_mem_len: int  # the sampler's memory
-  batch: int
-
-
-TXL_SIZES = {
-    "small": TxlSize(4, 256, 4, 1024, 128, 128, 256, 8),
-    # configs/_txl_common.shrink_for_cpu (the configs' runlocal).
-    "runlocal": TxlSize(2, 64, 2, 128, 64, 64, 128, 8),
-}
+# The benchmark's parts; the names tests and users read are re-exported
+# here, so `bench.models` stays the one entry point.
+from bench.models_common import (  # noqa: F401
+    DTYPES,
+    MATCH,
+    MODELS,
+    TXL,
+    VISION_CONFIGS,
+    Variant,
+    log,
+    parse_override,
+    time_variants,
+)
+from bench.models_report import (  # noqa: F401
+    CONV_CEILING,
+    add_derived,
+    format_ceilings,
+    measure_ceilings,
+    notes,
+    tables,
+)
+from bench.models_txl import (  # noqa: F401
+    CORPUS_BYTES,
+    CORPUS_SYMBOLS,
+    SAMPLE_PROMPT,
+    TXL_SIZES,
+    TxlSize,
+    build_txl_variant,
+    data_cache,
+    sample_speed,
+    txl_config,
+    write_byte_corpus,
+)
+from bench.models_vision import (  # noqa: F401
+    NUM_CLASSES,
+    _stored_width,
+    build_vision_variant,
+    random_image_batch,
+    vision_config,
+    vision_train_fns,
+    vision_width,
+)
 
 _DEFAULTS = {
     "full": dict(
@@ -190,900 +168,6 @@ _DEFAULTS = {
         sample_tokens=48,
     ),
 }
-
-
-# -- configs -------------------------------------------------------------------
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-  """'MODEL.KEY=VALUE' -> (model, key, value).
-
-  VALUE is a Python literal (`ast.literal_eval`: 18, 0.5, (1, 1, 1, 1),
-  True, 'v1') or else taken as a plain string (v1).
-
-  Raises:
-    ValueError: not of the form MODEL.KEY=VALUE, or an unknown MODEL.
-  """
-  target, eq, value_text = text.partition("=")
-  model, dot, key = target.strip().partition(".")
-  if not eq or not dot or not model or not key:
-    raise ValueError(
-        f"--override {text!r} must look like MODEL.KEY=VALUE, e.g. "
-        "resnet.depth=18 or transformer_xl.num_layers=2."
-    )
-  if model not in MODELS:
-    raise ValueError(
-        f"--override {text!r}: unknown model {model!r}; valid: "
-        f"{', '.join(MODELS)}."
-    )
-  value_text = value_text.strip()
-  try:
-    value = ast.literal_eval(value_text)
-  except (ValueError, SyntaxError):
-    value = value_text
-  return model, key.strip(), value
-
-
-def _apply_overrides(
-    model_cfg, model: str, overrides: Sequence[tuple[str, str, Any]]
-) -> None:
-  """Sets this model's overrides on its model section (in place)."""
-  with model_cfg.unlocked():
-    for name, key, value in overrides:
-      if name != model:
-        continue
-      try:
-        model_cfg[key] = value
-      except TypeError as e:  # ConfigDict keeps each field's type
-        raise ValueError(
-            f"--override {name}.{key}={value!r}: {e}. Give a value of the "
-            f"field's type (current value {model_cfg[key]!r})."
-        ) from None
-
-
-def _validate_model(model_cfg, overrides) -> None:
-  try:
-    models.get(model_cfg.name).validate_config(model_cfg)
-  except ValueError as e:
-    mine = [f"{m}.{k}={v!r}" for m, k, v in overrides if m == model_cfg.name]
-    if not mine:
-      raise
-    raise ValueError(f"after --override {', '.join(mine)}: {e}") from None
-
-
-def _vision_module(model: str):
-  return importlib.import_module(VISION_CONFIGS[model])
-
-
-def vision_config(
-    model: str,
-    algebra: str,
-    *,
-    width_multiplier: float,
-    image_size: int,
-    batch: int,
-    overrides: Sequence[tuple[str, str, Any]] = (),
-):
-  """The ImageNet config of `model` at `width_multiplier` and CPU sizes.
-
-  Args:
-    model: 'resnet' or 'mobilenet'.
-    algebra: a registered algebra name.
-    width_multiplier: the model's width multiplier (already matched/scaled).
-    image_size: S of the [B, S, S, 3] input images.
-    batch: B.
-    overrides: (model, key, value) triples set on the model section (after
-      `width_multiplier`, so an override of it wins).
-
-  Returns:
-    The config (model, optimizer, data.label_smoothing as the ImageNet
-    recipe; data.image_size = S, train.batch_size = B).
-
-  Raises:
-    ValueError: an invalid model section (e.g. a bad override).
-  """
-  config = _vision_module(model).get_config(f"algebra={algebra},match=none")
-  config.model.width_multiplier = float(width_multiplier)
-  _apply_overrides(config.model, model, overrides)
-  _validate_model(config.model, overrides)
-  config.data.image_size = image_size
-  config.train.batch_size = batch
-  return config
-
-
-def _stored_width(model: str, algebra: str, match: str) -> float | None:
-  """The multiplier of configs/_vision_widths.py, None if not stored."""
-  try:
-    cfg = _vision_module(model).get_config(f"algebra={algebra},match={match}")
-  except ImportError as e:
-    if "_vision_widths" in str(e):
-      return None
-    raise
-  except config_lib.ConfigError as e:
-    if str(e).startswith("No stored"):
-      return None
-    raise
-  except KeyError:
-    # The table has no entry for this model or target at all
-    # (configs/_imagenet_common.py indexes MATCHED[model][target] directly).
-    return None
-  return float(cfg.model.width_multiplier)
-
-
-def vision_width(
-    model: str,
-    algebra: str,
-    match: str,
-    overrides: Sequence[tuple[str, str, Any]] = (),
-) -> tuple[float, str]:
-  """The width multiplier matching the real model, and where it came from.
-
-  Args:
-    model: 'resnet' or 'mobilenet'.
-    algebra: a registered algebra name.
-    match: one of MATCH ('none' = width 1).
-    overrides: model-section overrides; any for `model` change the
-      architecture, so the stored multipliers no longer apply and the match
-      is computed on the overridden architecture.
-
-  Returns:
-    (width_multiplier, source): source says 'stored', 'computed ...' (by
-    `width_matching.match_width` at 224x224 against the algebra-R model of
-    the same architecture, with the relative error reached) or why it is 1.
-
-  Raises:
-    ValueError: unknown match; invalid model section.
-  """
-  if match not in MATCH:
-    raise ValueError(f"match={match!r}; use one of {list(MATCH)}.")
-  if match == "none":
-    return 1.0, "match=none"
-  alg = algebras.get(algebra)
-  if alg.name == "R":
-    return 1.0, "reference (R)"
-  changed = any(m == model for m, _, _ in overrides)
-  if not changed:
-    stored = _stored_width(model, alg.name, match)
-    if stored is not None:
-      return stored, "stored (configs/_vision_widths.py)"
-
-  def section(name: str):
-    cfg = _vision_module(model).get_config(f"algebra={name},match=none").model
-    _apply_overrides(cfg, model, overrides)
-    _validate_model(cfg, overrides)
-    return cfg
-
-  reference = width_matching.vision_counter(section("R"))(1.0)
-  counter = width_matching.vision_counter(section(alg.name))
-  # Params shrink ~d times at width 1 and MACs ~d/density times (as in
-  # scripts/match_width.py): start near the answer.
-  start = math.sqrt(alg.dim / alg.density if match == "macs" else alg.dim)
-  result = width_matching.match_width(
-      counter, match, reference=reference, start=start
-  )
-  why = "overridden architecture" if changed else "not stored"
-  return result.width_multiplier, (
-      f"computed ({why}; {match} {result.relative_error:+.2%} vs R)"
-  )
-
-
-def txl_config(
-    algebra: str,
-    size: TxlSize,
-    data_path: str | os.PathLike,
-    *,
-    match: str = "params",
-    compute_dtype: str = "float32",
-    overrides: Sequence[tuple[str, str, Any]] = (),
-):
-  """configs/enwik8_transformer_xl.py at `size` on a byte file, one device.
-
-  Args:
-    algebra: a registered algebra name.
-    size: the sizes (TXL_SIZES).
-    data_path: a raw byte file, read as the 'enwiki_sample' source (split
-      90/5/5 like enwik8).
-    match: 'none' = width 1; anything else = the config's match_params
-      width for `size` (after overrides of d_model / num_heads).
-    compute_dtype: 'float32' or 'bfloat16'.
-    overrides: (model, key, value) triples; those of 'transformer_xl' are
-      set on the model section after `size` (a width_multiplier override
-      replaces the matched width).
-
-  Returns:
-    The config (train.num_devices = 1, batch = size.batch, no sparsity).
-
-  Raises:
-    ValueError: an invalid model section.
-  """
-  from configs import _txl_common, enwik8_transformer_xl
-
-  config = enwik8_transformer_xl.get_config(f"algebra={algebra}")
-  config.data.name = "enwiki_sample"
-  config.data.path = str(data_path)
-  config.data.tgt_len = size.tgt_len
-  config.data.eval_tgt_len = size.tgt_len
-  m = config.model
-  m.num_layers = size.num_layers
-  m.d_model = size.d_model
-  m.num_heads = size.num_heads
-  m.d_inner = size.d_inner
-  m.mem_len = size.mem_len
-  m.eval_mem_len = size.eval_mem_len
-  m.eval_clamp_len = size.eval_mem_len
-  _apply_overrides(m, TXL, overrides)
-  m.width_multiplier = (
-      1.0
-      if match == "none"
-      else _txl_common.matched_width(algebra, m.d_model, m.num_heads)
-  )
-  # An explicit width override wins over the matched width.
-  _apply_overrides(m, TXL, [o for o in overrides if o[1] == "width_multiplier"])
-  _validate_model(m, overrides)
-  config.train.batch_size = size.batch
-  config.train.num_devices = 1
-  config.train.compute_dtype = compute_dtype
-  config.eval.batch_size = 1
-  return config
-
-
-# -- data ----------------------------------------------------------------------
-
-
-def write_byte_corpus(
-    path: str | os.PathLike,
-    num_bytes: int = CORPUS_BYTES,
-    *,
-    num_symbols: int = CORPUS_SYMBOLS,
-    seed: int = 0,
-) -> pathlib.Path:
-  """Writes an order-1 Markov chain of bytes (a stand-in for enwik8).
-
-  x_t = (x_{t-1} + s_t) mod num_symbols with iid steps s_t, P(s) ~
-  (s + 1)^-1.5, so every symbol is equally frequent in the long run and the
-  next byte is predictable from the last. Symbols are the bytes 32, 33, ...
-  (printable ASCII first; never the newline byte, which the byte corpora
-  drop).
-
-  Args:
-    path: the file to write.
-    num_bytes: its length (>= 1).
-    num_symbols: alphabet size, 1..224.
-    seed: NumPy seed.
-
-  Returns:
-    The path.
-
-  Raises:
-    ValueError: num_bytes or num_symbols out of range.
-  """
-  if num_bytes < 1 or not 1 <= num_symbols <= 224:
-    raise ValueError(
-        f"write_byte_corpus: num_bytes ({num_bytes}) must be >= 1 and "
-        f"num_symbols ({num_symbols}) in 1..224 (bytes 32..255)."
-    )
-  rng = np.random.default_rng(seed)
-  p = (np.arange(num_symbols) + 1.0) ** -1.5
-  steps = rng.choice(num_symbols, size=num_bytes, p=p / p.sum())
-  ids = np.cumsum(steps) % num_symbols
-  path = pathlib.Path(path)
-  path.write_bytes((ids + 32).astype(np.uint8).tobytes())
-  return path
-
-
-@contextlib.contextmanager
-def _data_cache(directory: pathlib.Path) -> Iterator[None]:
-  """Encoded corpora are cached in `directory` (not the user's cache)."""
-  old = os.environ.get("ALGEBRANETS_DATA")
-  os.environ["ALGEBRANETS_DATA"] = str(directory)
-  try:
-    yield
-  finally:
-    if old is None:
-      os.environ.pop("ALGEBRANETS_DATA", None)
-    else:
-      os.environ["ALGEBRANETS_DATA"] = old
-
-
-# -- train steps ---------------------------------------------------------------
-
-
-def vision_train_fns(
-    config,
-) -> tuple[Callable[..., TrainState], Callable[..., Any]]:
-  """The trainer's init and train step for a vision config, on any batch.
-
-  The loss is that of the image_classification task: softmax cross entropy
-  on float32 logits, smoothed by `data.label_smoothing` (target (1 - a) *
-  onehot + a / K), plus its metric sums; the step is
-  `Experiment._train_step` without pruning (value_and_grad, optax update
-  with `optimizers.make_optimizer`, the learning rate schedule evaluated,
-  params cast to `train.compute_dtype` inside the loss).
-
-  Args:
-    config: a vision config (`vision_config`).
-
-  Returns:
-    (init, train_step), both jitted: init(key, batch) -> TrainState;
-    train_step(state, batch) -> (state, metrics), state donated. batch:
-    'images' float32 [B, S, S, 3], 'labels' int32 [B].
-  """
-  spec = models.get(config.model.name)
-  model_cfg = config.model
-  smoothing = float(config.data.label_smoothing)
-  compute_dtype = {"float32": None, "bfloat16": jnp.bfloat16}[
-      config.train.compute_dtype
-  ]
-
-  def model_fn(batch, is_training):
-    net = spec.from_config(model_cfg, num_classes=NUM_CLASSES)
-    logits = net(batch["images"], is_training=is_training).astype(jnp.float32)
-    labels = batch["labels"]
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    ce = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-    loss = ce
-    if is_training and smoothing > 0:
-      loss = (1.0 - smoothing) * ce - smoothing * jnp.mean(logp, axis=-1)
-    _, top = lax.top_k(logits, min(5, logits.shape[-1]))
-    hit = top == labels[:, None]
-    sums = {
-        "loss_sum": jnp.sum(ce),
-        "top1": jnp.sum(hit[:, 0].astype(jnp.float32)),
-        "top5": jnp.sum(jnp.any(hit, axis=-1).astype(jnp.float32)),
-        "count": jnp.asarray(ce.shape[0], jnp.float32),
-    }
-    return jnp.mean(loss), sums
-
-  model = hk.transform_with_state(model_fn)
-  optimizer, schedule = optimizers.make_optimizer(
-      config.optimizer, config.train.num_steps
-  )
-
-  def init(key, batch) -> TrainState:
-    init_key, train_key = jax.random.split(key)
-    params, model_state = model.init(init_key, batch, is_training=True)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        model_state=model_state,
-        opt_state=optimizer.init(params),
-        rng=jax.random.key_data(train_key),
-    )
-
-  def train_step(state: TrainState, batch):
-    key = jax.random.fold_in(state.key(), state.step)
-
-    def loss_fn(params):
-      (loss, sums), model_state = model.apply(
-          cast_floating(params, compute_dtype),
-          state.model_state,
-          key,
-          batch,
-          is_training=True,
-      )
-      return loss, (sums, model_state)
-
-    (loss, (sums, model_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True
-    )(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    metrics = dict(sums)
-    metrics["loss"] = loss
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    metrics["learning_rate"] = schedule(state.step)
-    return (
-        TrainState(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            model_state=model_state,
-            opt_state=opt_state,
-            rng=state.rng,
-        ),
-        metrics,
-    )
-
-  return jax.jit(init), jax.jit(train_step, donate_argnums=0)
-
-
-def random_image_batch(
-    key: jax.Array, batch: int, image_size: int
-) -> dict[str, jax.Array]:
-  """{'images': normal float32 [B, S, S, 3], 'labels': int32 [B] in
-  [0, 1000)}, made on the default device."""
-  k1, k2 = jax.random.split(key)
-  return {
-      "images": jax.random.normal(
-          k1, (batch, image_size, image_size, 3), jnp.float32
-      ),
-      "labels": jax.random.randint(k2, (batch,), 0, NUM_CLASSES, jnp.int32),
-  }
-
-
-@dataclasses.dataclass
-class Variant:
-  """One (model, algebra) to time: its compiled step and live state.
-
-  Calling it runs one training step on `batch` and keeps the new state (the
-  old one is donated), so `common.time_interleaved` can call it repeatedly.
-
-  Attributes:
-    row: the result row (config, counts; timing fields are added later).
-    step: compiled train_step(state, batch) -> (state, metrics).
-    batch: the fixed device batch.
-    state: the current TrainState.
-  """
-
-  row: dict[str, Any]
-  step: Any
-  batch: Any
-  state: TrainState
-
-  def __call__(self) -> TrainState:
-    self.state, _ = self.step(self.state, self.batch)
-    return self.state
-
-
-def _compile(step_fn, state, batch) -> tuple[Any, float]:
-  t0 = time.perf_counter()
-  compiled = step_fn.lower(state, batch).compile()
-  return compiled, time.perf_counter() - t0
-
-
-def _run_once(jitted, *args):
-  """Calls a jitted function compiled without XLA's optimisation passes."""
-  compiled = jitted.lower(*args).compile(
-      compiler_options=_RUN_ONCE_COMPILER_OPTIONS
-  )
-  return compiled(*args)
-
-
-def _log(msg: str) -> None:
-  print(msg, file=sys.stderr, flush=True)
-
-
-def build_vision_variant(
-    model: str,
-    algebra: str,
-    *,
-    match: str,
-    width_scale: float,
-    image_size: int,
-    batch: int,
-    compute_dtype: str = "float32",
-    overrides: Sequence[tuple[str, str, Any]] = (),
-    seed: int = 0,
-) -> Variant:
-  """Builds, initialises and compiles one vision model's training step.
-
-  Args:
-    model: 'resnet' or 'mobilenet'.
-    algebra: a registered algebra name.
-    match: width matching (MATCH), see `vision_width`.
-    width_scale: multiplies the matched width.
-    image_size: S of the random [B, S, S, 3] images.
-    batch: B.
-    compute_dtype: 'float32' or 'bfloat16'.
-    overrides: (model, key, value) model-section overrides.
-    seed: parameter and data seed.
-
-  Returns:
-    A `Variant` whose row holds model, algebra, d, width_multiplier,
-    matched_width, width_source, params (all real parameters),
-    params_real_io (real stem and head), macs_per_example (intrinsic, at S),
-    batch, image_size, unit 'images', items_per_step = B and compile_s.
-  """
-  matched, source = vision_width(model, algebra, match, overrides)
-  width = matched * width_scale
-  config = vision_config(
-      model,
-      algebra,
-      width_multiplier=width,
-      image_size=image_size,
-      batch=batch,
-      overrides=overrides,
-  )
-  config.train.compute_dtype = compute_dtype
-  width = float(config.model.width_multiplier)  # an override may set it
-  init, step = vision_train_fns(config)
-  key = jax.random.key(seed)
-  data = random_image_batch(jax.random.fold_in(key, 1), batch, image_size)
-  state = _run_once(init, key, data)
-  compiled, compile_s = _compile(step, state, data)
-  spec = models.get(config.model.name)
-
-  def forward(images):
-    net = spec.from_config(config.model, num_classes=NUM_CLASSES)
-    return net(images, is_training=True)
-
-  macs = metrics.count_macs(
-      forward, jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-  ).total
-  alg = algebras.get(algebra)
-  row = {
-      "model": model,
-      "algebra": alg.name,
-      "d": alg.dim,
-      "width_multiplier": width,
-      "matched_width": matched,
-      "width_source": source,
-      "params": metrics.count_params(state.params),
-      "params_real_io": sum(
-          metrics.count_params(leaves)
-          for path, leaves in state.params.items()
-          if is_real_io(path)
-      ),
-      "macs_per_example": int(macs),
-      "batch": batch,
-      "image_size": image_size,
-      "unit": "images",
-      "items_per_step": batch,
-      "compile_s": compile_s,
-  }
-  return Variant(row, compiled, data, state)
-
-
-def build_txl_variant(
-    algebra: str,
-    size: TxlSize,
-    data_path: pathlib.Path,
-    *,
-    match: str,
-    compute_dtype: str = "float32",
-    overrides: Sequence[tuple[str, str, Any]] = (),
-) -> tuple[Variant, Any]:
-  """Builds, initialises and compiles one Transformer-XL training step.
-
-  The step is `Experiment(txl_config(...)).train_step` (one device); the
-  batch is segment 1 of the training streams (not an epoch start, so the
-  memory is carried as in steady state), on the device.
-
-  Args:
-    algebra: a registered algebra name.
-    size: the sizes (TXL_SIZES).
-    data_path: a raw byte file (`write_byte_corpus`).
-    match: 'none' = width 1, else the match_params width.
-    compute_dtype: 'float32' or 'bfloat16'.
-    overrides: (model, key, value) model-section overrides.
-
-  Returns:
-    (variant, config); the row holds model, algebra, d, width_multiplier,
-    params, params_real_io, macs_per_example (one tgt_len segment), batch,
-    tgt_len, mem_len, num_layers, d_model, vocab_size, unit 'tokens',
-    items_per_step = batch * tgt_len and compile_s.
-  """
-  config = txl_config(
-      algebra,
-      size,
-      data_path,
-      match=match,
-      compute_dtype=compute_dtype,
-      overrides=overrides,
-  )
-  exp = Experiment(config)
-  state = _run_once(exp.init)
-  batch = exp.to_device(exp.task.train_batch(1))
-  compiled, compile_s = _compile(exp.train_step, state, batch)
-  acc = exp.accounting(state.params)
-  acc.pop("_report")
-  alg = algebras.get(algebra)
-  m = config.model
-  row = {
-      "model": TXL,
-      "algebra": alg.name,
-      "d": alg.dim,
-      "width_multiplier": float(m.width_multiplier),
-      "matched_width": float(m.width_multiplier),
-      "width_source": (
-          "override"
-          if any(o[:2] == (TXL, "width_multiplier") for o in overrides)
-          else "match=none"
-          if match == "none"
-          else "match_params"
-      ),
-      "params": acc["params_total"],
-      "params_real_io": acc["params_real_io"],
-      "macs_per_example": acc["macs_per_example"],
-      "batch": size.batch,
-      "tgt_len": config.data.tgt_len,
-      "mem_len": m.mem_len,
-      "num_layers": m.num_layers,
-      "d_model": m.d_model,
-      "vocab_size": exp.task.vocab_size,
-      "unit": "tokens",
-      "items_per_step": size.batch * config.data.tgt_len,
-      "compile_s": compile_s,
-  }
-  return Variant(row, compiled, batch, state), config
-
-
-def time_variants(
-    variants: Mapping[str, Variant],
-    *,
-    repeats: int,
-    warmup: int,
-    max_seconds: float | None,
-    min_sample_s: float = 0.1,
-) -> None:
-  """Times the variants interleaved; adds timing fields to their rows
-  (`Timing.summary_ms`: ms_median, ms_q25, ms_q75, ms_min, ms_max,
-  n_samples, inner)."""
-  timings = common.time_interleaved(
-      dict(variants),
-      repeats=repeats,
-      warmup=warmup,
-      max_seconds=max_seconds,
-      min_sample_s=min_sample_s,
-  )
-  for name, v in variants.items():
-    v.row.update(timings[name].summary_ms())
-
-
-def sample_speed(
-    config,
-    state: TrainState,
-    workdir: pathlib.Path,
-    *,
-    num_tokens: int,
-    repeats: int,
-) -> dict[str, Any]:
-  """Batch-1 sampling tokens/s of `state` through `sampling.Sampler`.
-
-  The state is saved as step `state.step` of `workdir` (config.json and
-  checkpoints/, what the Sampler reads), then `repeats` generations of
-  `num_tokens` tokens (temperature 1, seeds 0, 1, ...) follow
-  SAMPLE_PROMPT.
-
-  Returns:
-    {'tokens_per_s' (median), 'tokens_per_s_min', 'tokens_per_s_max',
-     'ms_per_token', 'mem_len', 'num_tokens', 'prompt_tokens', 'repeats'}.
-  """
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config_lib.to_json(config) + "\n")
-  step = int(jax.device_get(state.step))
-  with checkpointing.Checkpointer(
-      workdir / "checkpoints", keep=1, async_save=False
-  ) as ckpt:
-    ckpt.save(step, state.to_dict())
-  sampler = sampling.Sampler(workdir)
-  speeds = [
-      sampler.generate(SAMPLE_PROMPT, num_tokens, seed=i).tokens_per_second
-      for i in range(repeats)
-  ]
-  median = statistics.median(speeds)
-  return {
-      "tokens_per_s": median,
-      "tokens_per_s_min": min(speeds),
-      "tokens_per_s_max": max(speeds),
-      "ms_per_token": 1e3 / median if median > 0 else float("nan"),
-      "mem_len": sampler.mem_len,
-      "num_tokens": num_tokens,
-      "prompt_tokens": len(sampler.encode(SAMPLE_PROMPT)),
-      "repeats": repeats,
-  }
-
-
-# -- ceilings and derived numbers ----------------------------------------------
-
-
-def measure_ceilings(
-    size: int,
-    *,
-    dtype: str = "float32",
-    repeats: int = 5,
-    conv: bool = True,
-) -> dict[str, dict[str, Any]]:
-  """GFLOP/s of a dense matmul [size, size] @ [size, size] (forward) and of
-  a 3x3 SAME convolution (CONV_CEILING shapes, NHWC/HWIO), interleaved.
-
-  Returns:
-    {'matmul': {...}, 'conv3x3': {...}} (conv only if `conv`), each with
-    'shape', 'flops', 'gflops' (from the fastest sample: the ceiling),
-    'gflops_median' and `Timing.summary_ms`.
-  """
-  dt = _DTYPES[dtype]
-  k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
-  a = jax.random.normal(k1, (size, size), dt)
-  b = jax.random.normal(k2, (size, size), dt)
-  mm = jax.jit(jnp.matmul)
-  fns = {"matmul": lambda: mm(a, b)}
-  flops = {"matmul": 2 * size**3}
-  shapes = {"matmul": f"{size}x{size} @ {size}x{size} {dtype}"}
-  if conv:
-    c = CONV_CEILING
-    x = jax.random.normal(k3, (c["batch"], c["hw"], c["hw"], c["cin"]), dt)
-    w = jax.random.normal(k4, (3, 3, c["cin"], c["cout"]), dt)
-    cv = jax.jit(
-        lambda x, w: lax.conv_general_dilated(
-            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-    )
-    fns["conv3x3"] = lambda: cv(x, w)
-    flops["conv3x3"] = 2 * c["batch"] * c["hw"] ** 2 * 9 * c["cin"] * c["cout"]
-    shapes["conv3x3"] = (
-        f"B={c['batch']} {c['hw']}x{c['hw']} {c['cin']}->{c['cout']} 3x3 "
-        f"{dtype}"
-    )
-  timings = common.time_interleaved(
-      fns, repeats=repeats, warmup=2, min_sample_s=0.05
-  )
-  return {
-      name: {
-          "shape": shapes[name],
-          "flops": flops[name],
-          "gflops": flops[name] / min(timings[name].samples) / 1e9,
-          "gflops_median": flops[name] / timings[name].median / 1e9,
-          **timings[name].summary_ms(),
-      }
-      for name in fns
-  }
-
-
-def add_derived(
-    rows: Sequence[dict[str, Any]], ceilings: Mapping[str, Mapping[str, Any]]
-) -> None:
-  """Adds throughput, FLOPs, GFLOP/s, MFU and the ratio to R to timed rows.
-
-  Per row: 'flops_per_step' = 6 * macs_per_example * batch, 'per_s' =
-  items_per_step / median seconds, 'gflops' = flops_per_step / median
-  seconds / 1e9, 'mfu' = gflops / ceilings['matmul']['gflops'] (and
-  'mfu_conv' against 'conv3x3' when measured), 'vs_R' = median / the median
-  of algebra R of the same model (None without an R row).
-  """
-  r_ms = {r["model"]: r["ms_median"] for r in rows if r["algebra"] == "R"}
-  for r in rows:
-    sec = r["ms_median"] / 1e3
-    r["flops_per_step"] = 6 * r["macs_per_example"] * r["batch"]
-    r["per_s"] = r["items_per_step"] / sec
-    r["gflops"] = r["flops_per_step"] / sec / 1e9
-    r["mfu"] = r["gflops"] / ceilings["matmul"]["gflops"]
-    if "conv3x3" in ceilings:
-      r["mfu_conv"] = r["gflops"] / ceilings["conv3x3"]["gflops"]
-    ref = r_ms.get(r["model"])
-    r["vs_R"] = r["ms_median"] / ref if ref else None
-
-
-# -- output --------------------------------------------------------------------
-
-
-def _count(n: float) -> str:
-  if n >= 1e9:
-    return f"{n / 1e9:.2f}G"
-  if n >= 1e6:
-    return f"{n / 1e6:.2f}M"
-  if n >= 1e3:
-    return f"{n / 1e3:.1f}k"
-  return f"{n:.0f}"
-
-
-def _ms(r: Mapping[str, Any]) -> str:
-  def f(v):
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-  return f"{f(r['ms_median'])} [{f(r['ms_q25'])}-{f(r['ms_q75'])}]"
-
-
-def format_ceilings(ceilings: Mapping[str, Mapping[str, Any]]) -> str:
-  lines = []
-  for name, c in ceilings.items():
-    lines.append(
-        f"ceiling {name} ({c['shape']}): {c['gflops']:.1f} GFLOP/s "
-        f"(fastest of {c['n_samples']} samples, {c['ms_min']:.2f} ms; median "
-        f"{c['ms_median']:.2f} ms = {c['gflops_median']:.1f} GFLOP/s)"
-    )
-  return "\n".join(lines)
-
-
-def tables(
-    rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]] = ()
-) -> str:
-  """Markdown: one line per (model, algebra); then the sampling speeds."""
-  body = [
-      [
-          r["model"],
-          r["algebra"],
-          f"{r['width_multiplier']:.3f}",
-          _count(r["params"]),
-          _count(r["macs_per_example"]),
-          _ms(r),
-          f"{r['per_s']:,.{0 if r['per_s'] >= 1000 else 1}f} "
-          f"{'img' if r['unit'] == 'images' else 'tok'}/s",
-          f"{r['gflops']:.1f}",
-          f"{r['mfu']:.1%}",
-          "n/a" if r["vs_R"] is None else f"{r['vs_R']:.2f}",
-      ]
-      for r in rows
-  ]
-  out = [
-      "## Training step (compile excluded; median [IQR] of interleaved "
-      "rounds; GFLOP/s and MFU from intrinsic FLOPs = 6 x MACs/example x "
-      "batch)",
-      "",
-      common.markdown_table(
-          [
-              "model",
-              "algebra",
-              "width x",
-              "params",
-              "MACs/example",
-              "step ms [IQR]",
-              "throughput",
-              "GFLOP/s",
-              "MFU",
-              "time / R",
-          ],
-          body,
-      ),
-  ]
-  if samples:
-    out += [
-        "",
-        "## Transformer-XL sampling, batch 1 with memory (training.sampling."
-        "Sampler; compile excluded; median [min-max] of the generations)",
-        "",
-        common.markdown_table(
-            [
-                "algebra",
-                "width x",
-                "params",
-                "memory",
-                "tokens",
-                "tokens/s",
-                "ms/token",
-            ],
-            [
-                [
-                    s["algebra"],
-                    f"{s['width_multiplier']:.3f}",
-                    _count(s["params"]),
-                    s["mem_len"],
-                    s["num_tokens"],
-                    f"{s['tokens_per_s']:,.0f} [{s['tokens_per_s_min']:,.0f}"
-                    f"-{s['tokens_per_s_max']:,.0f}]",
-                    f"{s['ms_per_token']:.2f}",
-                ]
-                for s in samples
-            ],
-        ),
-    ]
-  return "\n".join(out)
-
-
-def notes(args: argparse.Namespace) -> list[str]:
-  """What the numbers include and exclude (printed and stored)."""
-  out = []
-  if any(m in VISION_CONFIGS for m in args.models):
-    out.append(
-        f"Vision: random images [{args.batch}, {args.image_size}, "
-        f"{args.image_size}, 3] and labels made once on the device; the "
-        "ImageNet data pipeline (TFDS decode, augmentation, host-to-device "
-        "copy) is NOT measured. Widths: matched by "
-        f"--match={args.match} x width_scale {args.width_scale}."
-    )
-  if TXL in args.models:
-    s = TXL_SIZES[args.txl_size]
-    out.append(
-        f"Transformer-XL ({args.txl_size}): {s.num_layers} layers, d_model "
-        f"{s.d_model}, {s.num_heads} heads, d_inner {s.d_inner} (real widths "
-        f"before matching), tgt_len {s.tgt_len}, mem_len {s.mem_len}, batch "
-        f"{s.batch}; one fixed batch of a generated {CORPUS_BYTES:,}-byte "
-        f"Markov file ({CORPUS_SYMBOLS} symbols) on the device. Widths: "
-        + ("1 (--match none)" if args.match == "none" else "match_params")
-        + f". Sampling memory {s.eval_mem_len}."
-    )
-  out.append(
-      "MACs count linear layers only (no attention scores, norms or "
-      "optimizer); MFU is against the dense matmul ceiling above; time / R "
-      "compares algebras timed in the same interleaved rounds."
-  )
-  if jax.config.read("jax_disable_most_optimizations"):
-    out.append(
-        "WARNING: jax_disable_most_optimizations is on; these timings are "
-        "not representative."
-    )
-  return out
-
-
-# -- driver --------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1168,7 +252,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   )
   parser.add_argument("--sample_repeats", type=int, default=3)
   parser.add_argument(
-      "--compute_dtype", choices=tuple(_DTYPES), default="float32"
+      "--compute_dtype", choices=tuple(DTYPES), default="float32"
   )
   args = parser.parse_args(argv)
   mode = "quick" if args.quick else "full"
@@ -1236,7 +320,7 @@ def _run_vision(model: str, args) -> list[dict[str, Any]]:
         overrides=args.override,
     )
     variants[a] = v
-    _log(
+    log(
         f"  {model} {a:>5}: width x{v.row['width_multiplier']:.4f} "
         f"({v.row['width_source']}), {v.row['params']:,} params, compiled in "
         f"{v.row['compile_s']:.1f}s ({time.perf_counter() - t0:.1f}s total)"
@@ -1249,7 +333,7 @@ def _run_vision(model: str, args) -> list[dict[str, Any]]:
       max_seconds=args.max_seconds or None,
       min_sample_s=args.min_sample_ms / 1e3,
   )
-  _log(f"  {model}: timed in {time.perf_counter() - t0:.1f}s")
+  log(f"  {model}: timed in {time.perf_counter() - t0:.1f}s")
   return [v.row for v in variants.values()]
 
 
@@ -1257,7 +341,7 @@ def _run_txl(args, tmp: pathlib.Path):
   size = TXL_SIZES[args.txl_size]
   path = write_byte_corpus(tmp / "corpus.bin")
   variants, configs = {}, {}
-  with _data_cache(tmp / "cache"):
+  with data_cache(tmp / "cache"):
     for a in args.algebras:
       v, configs[a] = build_txl_variant(
           a,
@@ -1268,7 +352,7 @@ def _run_txl(args, tmp: pathlib.Path):
           overrides=args.override,
       )
       variants[a] = v
-      _log(
+      log(
           f"  {TXL} {a:>5}: width x{v.row['width_multiplier']:.4f}, "
           f"{v.row['params']:,} params, compiled in "
           f"{v.row['compile_s']:.1f}s"
@@ -1281,7 +365,7 @@ def _run_txl(args, tmp: pathlib.Path):
         max_seconds=args.max_seconds or None,
         min_sample_s=args.min_sample_ms / 1e3,
     )
-    _log(f"  {TXL}: timed in {time.perf_counter() - t0:.1f}s")
+    log(f"  {TXL}: timed in {time.perf_counter() - t0:.1f}s")
     samples = []
     if args.sample_tokens:
       for a, v in variants.items():
@@ -1301,7 +385,7 @@ def _run_txl(args, tmp: pathlib.Path):
                 **s,
             }
         )
-        _log(f"  {TXL} {a:>5}: sampling {s['tokens_per_s']:,.0f} tokens/s")
+        log(f"  {TXL} {a:>5}: sampling {s['tokens_per_s']:,.0f} tokens/s")
   return [v.row for v in variants.values()], samples
 
 
@@ -1325,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   rows: list[dict[str, Any]] = []
   samples: list[dict[str, Any]] = []
   for model in args.models:
-    _log(f"{model}:")
+    log(f"{model}:")
     if model == TXL:
       with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:
         new, samples = _run_txl(args, pathlib.Path(tmp))

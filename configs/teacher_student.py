@@ -16,9 +16,17 @@ run:
   python -m experiments.train \
       --config configs/teacher_student.py:hermite3_only,d=16,r=64,budget=4 \
       --workdir workdirs/ts_h3_d16_r64_b4_network
-  python -m experiments.train \
+  python -m algebranets.studies.teacher_student.fit \
       --config configs/teacher_student.py:learner=moment_tensor,budget=4 \
       --workdir workdirs/ts_d16_r16_b4_moments
+
+A network (learner=network) is trained by experiments.train and evaluated
+by experiments.eval; a closed-form learner (mean, least_squares,
+moment_tensor: `algebranets.studies.teacher_student`) is fitted by its
+`fit` module and reloaded by `python -m
+algebranets.studies.teacher_student.evaluate --workdir ...`. The study's
+maths (budgets, the r grid, hermite3_only) is in
+`algebranets/studies/teacher_student/design.py`.
 
 Data (`algebranets.tasks.teacher_student`): x ~ N(0, I_d), teacher
 y = sum_{i<=r} sigma(w_i . x) with random unit-norm rows w_i and
@@ -96,7 +104,8 @@ Sweep (`sweep`): d in (8, 16, 32) x budget in SWEEP_BUDGETS = (0.5, 4) x 5
 values of r on a log grid from d/2 to d^2 x learner (mean, least_squares,
 moment_tensor, network R, network H with matched parameters; H, or the
 `algebra` arg), each point through its config arg
-`d=..,r=..,budget=..,learner=..` (the algebra as an override). The sweep's
+`d=..,r=..,budget=..,learner=..` (the algebra as an override); the
+closed-form points run through the study's fit module (`entry=`). The sweep's
 own arg sets the teacher and the training settings; d, r or budget in it
 pin that axis, and its other non-default args are repeated at the front of
 every point's arg, hence of its workdir name (e.g.
@@ -107,9 +116,10 @@ sweeps with different settings never share a workdir. `runlocal` sweeps a
 
 import math
 
+from algebranets.studies.teacher_student import closed_form, design
 from algebranets.training import config_lib
 
-# The `learner` arg -> the registered model that implements it.
+# The `learner` arg -> the model (network) or closed-form learner.
 LEARNERS = {
     "network": "two_layer",
     "mean": "mean",
@@ -162,21 +172,9 @@ def parse(arg):
 
 def coefficients(arg) -> tuple[float, ...]:
   """Monomial coefficients (a0, a1, 0, a3[, 0, a5]) from the parsed args."""
-  a1 = -(3.0 * arg.a3 + 15.0 * arg.a5) if arg.hermite3_only else arg.a1
-  coeffs = (arg.a0, a1, 0.0, arg.a3)
-  if arg.a5:
-    coeffs += (0.0, arg.a5)
-  return coeffs
-
-
-def cubic_dim(d: int) -> int:
-  """C(d+3, 3): the number of monomials of degree <= 3 in d variables."""
-  return math.comb(d + 3, 3)
-
-
-def budget_examples(budget: float, d: int) -> int:
-  """Training examples of a budget: round(budget * C(d+3, 3)), >= d + 2."""
-  return max(d + 2, round(budget * cubic_dim(d)))
+  return design.monomial_coeffs(
+      arg.a0, arg.a1, arg.a3, arg.a5, hermite3_only=arg.hermite3_only
+  )
 
 
 def get_config(arg=None):
@@ -203,12 +201,17 @@ def get_config(arg=None):
   if arg.runlocal:
     samples = min(samples, 2000) if samples else 0
     steps, batch = 100, 32
-  train_examples = budget_examples(arg.budget, d) if arg.budget else samples
+  train_examples = (
+      design.budget_examples(arg.budget, d) if arg.budget else samples
+  )
   if train_examples:
     # A batch larger than the training set would repeat examples within
     # the step; the whole set is the natural largest batch.
     batch = min(batch, train_examples)
-  config = config_lib.base_config("teacher_student", LEARNERS[arg.learner])
+  if arg.learner == "network":
+    config = config_lib.base_config("teacher_student", LEARNERS[arg.learner])
+  else:
+    config = closed_form.base_config(LEARNERS[arg.learner])
   config.seed = arg.seed
 
   data = config.data
@@ -266,9 +269,7 @@ def get_config(arg=None):
 
 def r_grid(d: int, points: int = SWEEP_POINTS) -> tuple[int, ...]:
   """`points` teacher widths on a log grid from d/2 to d^2 (rounded)."""
-  lo, hi = d / 2, float(d * d)
-  grid = (round(lo * (hi / lo) ** (j / (points - 1))) for j in range(points))
-  return tuple(sorted(set(grid)))
+  return design.r_grid(d, points)
 
 
 def sweep_learners(algebra: str = SWEEP_ALGEBRA) -> tuple[tuple, ...]:
@@ -320,5 +321,7 @@ def sweep(add, arg=None):
         for learner, alg in sweep_learners(algebra):
           axes = [f"d={d}", f"r={r}", f"budget={_num(budget)}"]
           point_arg = ",".join([*named, *axes, f"learner={learner}"])
-          overrides = {} if alg is None else {"model.algebra": alg}
-          add(config_arg=point_arg, **overrides)
+          if alg is None:  # a closed-form learner: the study's fit module
+            add(config_arg=point_arg, entry=closed_form.FIT_ENTRY)
+          else:
+            add(config_arg=point_arg, **{"model.algebra": alg})

@@ -4,16 +4,15 @@ r"""Evaluates a checkpoint of a training workdir.
 
 Rebuilds the model from the workdir's config.json, restores the latest (or
 --step) checkpoint onto this machine's devices and evaluates the whole split.
-Writes <workdir>/eval_<split>_step<N>.json. A closed-form learner's workdir
-(model with ModelSpec.fit: no checkpoints) is evaluated from its fitted.npz
-instead and writes eval_<split>_step0.json.
+Writes <workdir>/eval_<split>_step<N>.json. (The teacher-student study's
+closed-form learners have no checkpoints: `python -m
+algebranets.studies.teacher_student.evaluate` reloads theirs.)
 """
 
 from absl import app, flags
 
 from algebranets.training import (
     checkpointing,
-    closed_form,
     config_lib,
     evaluator,
     metric_writer,
@@ -41,46 +40,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   sharding.maybe_initialize_distributed()
-  if _is_fitted(_WORKDIR.value):
-    result = _evaluate_fitted()
-  else:
-    result = _evaluate_checkpoint()
+  result = _evaluate_checkpoint()
   metrics = {k: v for k, v in result.items() if k not in ("step", "split")}
   print(
       f"{_WORKDIR.value} step {result['step']} {result['split']}: "
       + metric_writer.format_metrics(metrics),
       flush=True,
   )
-
-
-def _is_fitted(workdir: str) -> bool:
-  """True for the workdir of a closed-form learner (no checkpoints)."""
-  try:
-    config = evaluator.load_config(workdir)
-  except (FileNotFoundError, ValueError, checkpointing.CheckpointError):
-    return False  # evaluate_workdir reports it
-  return closed_form.is_closed_form(config)
-
-
-def _evaluate_fitted():
-  if _STEP.value not in (None, 0):
-    raise SystemExit(
-        f"--step={_STEP.value}: {_WORKDIR.value} holds a fitted closed-form "
-        "estimator (fitted.npz), which has no training steps; drop --step."
-    )
-  try:
-    config = evaluator.load_config(_WORKDIR.value)
-    if _DATA_PATH.value is not None:
-      config.data.path = _DATA_PATH.value
-    return closed_form.evaluate_fitted(
-        config,
-        _WORKDIR.value,
-        _SPLIT.value,
-        batch_size=_BATCH.value,
-        num_batches=_NUM_BATCHES.value,
-    )
-  except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"{type(e).__name__}: {e}") from None
 
 
 def _evaluate_checkpoint():

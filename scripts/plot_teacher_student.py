@@ -88,7 +88,8 @@ _BUDGET_KINDS = ("budget", "examples", "endless")
 
 def cubic_dim(d: int) -> int:
   """C(d+3, 3), the number of monomials of degree <= 3 in d variables (as
-  configs/teacher_student.cubic_dim; not imported, which would load JAX)."""
+  algebranets.studies.teacher_student.design.cubic_dim; not imported, which
+  would load JAX)."""
   return math.comb(d + 3, 3)
 
 

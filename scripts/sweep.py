@@ -18,6 +18,17 @@ shape, e.g. a different model whose section has other keys):
     for learner in ("mean", "network"):
       add(config_arg=f"learner={learner}", **{"data.input_dim": 8})
 
+and `entry="package.module"`: the module that runs the point instead of
+`experiments.train` (`python -m <entry> --config=... --workdir=...
+--config.k=v`), for runs the trainer does not do, e.g. the teacher-student
+study's closed-form learners (`algebranets.studies.teacher_student.fit`).
+An entry module offers `validate(config, check_data=bool)` (raising
+`config_lib.ConfigError`) and defines its absl flags only when run as a
+program, so the sweep imports it to check the point:
+
+    add(config_arg="learner=mean",
+        entry="algebranets.studies.teacher_student.fit")
+
 Every point is checked against the config (unknown keys get "Did you mean",
 values are validated) before anything runs, and repeated over `--num_seeds`
 seeds (`seed` = --first_seed + i). Running locally skips jobs whose workdir
@@ -26,6 +37,7 @@ already holds final_metrics.json, so an interrupted sweep resumes.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import shlex
@@ -59,6 +71,9 @@ _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the jobs instead of running them."
 )
 flags.mark_flags_as_required(["config"])
+
+# The module that runs a point without `entry`.
+DEFAULT_ENTRY = "experiments.train"
 
 
 def _format_value(value: Any) -> str:
@@ -105,6 +120,30 @@ def _name(overrides: dict[str, Any], point_arg: str = "") -> str:
   return ",".join(parts) or "default"
 
 
+def _validator(entry: str):
+  """config -> None (ConfigError) for the points run by module `entry`."""
+  if entry == DEFAULT_ENTRY:
+    return lambda c: config_lib.validate(c, num_devices=1, check_data=False)
+  if not isinstance(entry, str):
+    raise ValueError(
+        f"sweep(): entry must be a module name such as "
+        f"'algebranets.studies.teacher_student.fit', got {entry!r}."
+    )
+  try:
+    module = importlib.import_module(entry)
+  except ImportError as e:
+    raise ValueError(
+        f"sweep(): entry={entry!r} cannot be imported ({e}); give a module "
+        "run as `python -m <entry>`."
+    ) from None
+  if not callable(getattr(module, "validate", None)):
+    raise ValueError(
+        f"sweep(): entry module {entry!r} has no validate(config, "
+        "check_data=...); define one (see scripts/sweep.py)."
+    )
+  return lambda c: module.validate(c, check_data=False)
+
+
 def expand(
     config_arg: str,
     *,
@@ -121,7 +160,8 @@ def expand(
     first_seed: seed of the first repeat.
 
   Returns:
-    [{'name', 'workdir', 'overrides', 'config_arg', 'command' (argv list)}],
+    [{'name', 'workdir', 'overrides', 'config_arg', 'entry', 'command' (argv
+    list)}],
     in sweep order with seeds innermost; 'config_arg' is the full
     'configs/X.py:arg' of the job (the point's own `config_arg` appended).
 
@@ -155,6 +195,8 @@ def expand(
           f"sweep(): config_arg must be a string such as 'learner=mean', got "
           f"{point_arg!r}."
       )
+    entry = point.pop("entry", DEFAULT_ENTRY)
+    validate = _validator(entry)
     job_arg = ",".join(a for a in (arg, point_arg) if a)
     job_config_arg = f"{path}:{job_arg}" if job_arg else path
     for i in range(num_seeds):
@@ -163,13 +205,13 @@ def expand(
         overrides.setdefault("seed", first_seed + i)
       config = module.get_config(job_arg or None)
       _apply(config, overrides)
-      config_lib.validate(config, num_devices=1, check_data=False)
+      validate(config)
       name = _name(overrides, point_arg)
       workdir = str(root / name)
       command = [
           "python",
           "-m",
-          "experiments.train",
+          entry,
           f"--config={job_config_arg}",
           f"--workdir={workdir}",
       ] + [f"--config.{k}={_format_value(v)}" for k, v in overrides.items()]
@@ -179,6 +221,7 @@ def expand(
               workdir=workdir,
               overrides=overrides,
               config_arg=job_config_arg,
+              entry=entry,
               command=command,
           )
       )

@@ -1,4 +1,5 @@
-"""The closed-form harness: fit_and_evaluate, reloading, the CLI dispatch."""
+"""The teacher-student study's closed-form harness: fit_and_evaluate,
+validation, reloading, and its fit / evaluate entry points."""
 
 import json
 import subprocess
@@ -6,12 +7,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from algebranets.training import closed_form, config_lib, trainer
+from algebranets.studies.teacher_student import closed_form
+from algebranets.training import config_lib, trainer
 from tests import subprocess_env
 
 
 def _config(learner="moment_tensor", d=8, r=2, samples=20_000, **overrides):
-  config = config_lib.base_config("teacher_student", learner)
+  if learner == "two_layer":
+    config = config_lib.base_config("teacher_student", learner)
+  else:
+    config = closed_form.base_config(learner)
   config.data.input_dim = d
   config.data.teacher_units = r
   config.data.train_examples = samples
@@ -89,11 +94,11 @@ def test_evaluate_fitted_reloads_the_same_estimator(fitted_run):
   assert valid["split"] == "valid" and valid["nmse"] < 0.05
 
 
-def test_trainer_dispatches_and_baselines_match_closed_forms(tmp_path):
-  mean_final = trainer.train_and_evaluate(
+def test_baselines_match_closed_forms(tmp_path):
+  mean_final = closed_form.fit_and_evaluate(
       _config("mean", r=4), tmp_path / "mean"
   )
-  ols_final = trainer.train_and_evaluate(
+  ols_final = closed_form.fit_and_evaluate(
       _config("least_squares", r=4), tmp_path / "ols"
   )
   data = json.loads((tmp_path / "ols" / "data.json").read_text())
@@ -128,6 +133,8 @@ def test_trainer_dispatches_and_baselines_match_closed_forms(tmp_path):
         ("mean", {"model.hidden": 4}, "Unknown config key 'model.hidden'"),
         ("mean", {"model.algebra": "H"}, "real estimator"),
         ("mean", {"sparsity.target": 0.5}, "sparsity.target=0.5"),
+        ("mean", {"eval.batch_size": 0}, "eval.batch_size must be an integer"),
+        ("mean", {"data.input_dim": 0}, "data.input_dim=0 must be an int"),
         (
             "moment_tensor",
             {"data.coeffs": (0.0, 1.0, 0.0, -10.0, 0.0, 1.0)},
@@ -161,15 +168,31 @@ def test_load_fitted_errors(fitted_run, tmp_path):
     closed_form.load_fitted(workdir, "mean")
 
 
-def test_not_closed_form():
-  assert not closed_form.is_closed_form(_config("two_layer"))
-  assert closed_form.is_closed_form(_config("mean"))
+def test_only_learners_are_fitted():
   with pytest.raises(config_lib.ConfigError, match="not a closed-form learner"):
     closed_form.fit_and_evaluate(_config("two_layer"), "unused")
+  typo = _config("mean")
+  typo.model.name = "mena"
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'mean'"):
+    closed_form.validate(typo)
+  other_task = _config("mean")
+  other_task.task = "byte_lm"
+  with pytest.raises(
+      config_lib.ConfigError, match=r"set --config\.task=teacher_student"
+  ):
+    closed_form.validate(other_task)
 
 
-def test_train_cli_end_to_end(tmp_path):
-  """python -m experiments.train / experiments.eval on the study's config."""
+def test_trainer_has_no_closed_form_branch(tmp_path):
+  # The generic trainer knows only registered models: a learner's config is
+  # an unknown model there, before anything is written.
+  with pytest.raises(config_lib.ConfigError, match="Unknown model 'mean'"):
+    trainer.train_and_evaluate(_config("mean"), tmp_path / "w")
+  assert not (tmp_path / "w").exists()
+
+
+def test_fit_and_evaluate_cli_end_to_end(tmp_path):
+  """The study's fit / evaluate entry points on the study's config."""
 
   def run(*args, ok=True):
     proc = subprocess.run(
@@ -184,7 +207,7 @@ def test_train_cli_end_to_end(tmp_path):
     return proc
 
   stdout = run(
-      "experiments.train",
+      closed_form.FIT_ENTRY,
       "--config=configs/teacher_student.py:learner=moment_tensor,runlocal",
       f"--workdir={tmp_path}",
   ).stdout
@@ -193,12 +216,22 @@ def test_train_cli_end_to_end(tmp_path):
   # runlocal: d = 8, r = 4 from 2,000 samples (measured nmse 0.11,
   # recovery_cos 0.93; random directions give about 0.5).
   assert 0 <= final["nmse"] < 0.5 and final["recovery_cos"] > 0.8
-  # experiments.eval finds fitted.npz instead of checkpoints.
   stdout = run(
-      "experiments.eval", f"--workdir={tmp_path}", "--split=valid"
+      "algebranets.studies.teacher_student.evaluate",
+      f"--workdir={tmp_path}",
+      "--split=valid",
   ).stdout
   assert f"{tmp_path} step 0 valid:" in stdout
   saved = json.loads((tmp_path / "eval_valid_step0.json").read_text())
   assert saved["split"] == "valid" and 0 <= saved["nmse"] < 0.5
-  proc = run("experiments.eval", f"--workdir={tmp_path}", "--step=3", ok=False)
-  assert "has no training steps; drop --step" in proc.stderr
+  # A bad override: one line saying what to change, no traceback.
+  proc = run(
+      closed_form.FIT_ENTRY,
+      "--config=configs/teacher_student.py:learner=mean,runlocal",
+      "--config.model.algebra=H",
+      f"--workdir={tmp_path / 'bad'}",
+      ok=False,
+  )
+  assert "ConfigError: model.algebra='H'" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "bad").exists()

@@ -409,25 +409,3 @@ def test_layer_path_errors(layout, path, pattern):
             x
         )
     ).init(jax.random.key(0), jnp.ones((1, 4, 4, 2, 4)))
-
-
-# -- the measurement behind choose_path ----------------------------------------
-
-
-def test_benchmark_smoke(capsys):
-  rows = depthwise._benchmark(
-      ["M2R"], batch=1, shapes=[(8, 4, 2)], modes=["fwd+bwd"], repeats=1
-  )
-  assert [(r["algebra"], r["mode"]) for r in rows] == [("M2R", "fwd+bwd")]
-  variants = {
-      "grouped",
-      "taps",
-      "taps_autodiff",
-      "grouped_folded",
-      "taps_folded",
-  }
-  (row,) = rows
-  assert row["shape"] == "B=1 4x4 C=2 s2"
-  assert set(row) - {"algebra", "shape", "mode"} == variants
-  assert all(row[v] > 0 for v in variants)
-  assert "M2R B=1 4x4 C=2 s2 fwd+bwd" in capsys.readouterr().out

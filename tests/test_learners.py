@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from numpy.polynomial import hermite_e
 
-from algebranets import learners, models
-from algebranets.learners import (
+from algebranets import models
+from algebranets.studies.teacher_student import learners
+from algebranets.studies.teacher_student.learners import (
     least_squares,
     mean,
     moment_tensor,
@@ -60,7 +61,7 @@ def _model_cfg(name, **overrides):
   # Not type-safe, so a test can plant a value of the wrong type (as a
   # config file could).
   cfg = ml_collections.ConfigDict(
-      models.get(name).default_config(), type_safe=False
+      learners.get(name).default_config(), type_safe=False
   )
   cfg.update(overrides)
   return cfg
@@ -415,16 +416,25 @@ def test_fit_data_checked():
 # ----------------------------------------------- registry and restore --
 
 
-def test_registered_as_models():
+def test_learner_registry():
   for name in ("mean", "least_squares", "moment_tensor"):
-    spec = models.get(name)
-    assert spec.fit is not None and spec.from_config is None
-    cfg = ml_collections.ConfigDict(spec.default_config())
+    module = learners.get(name)
+    assert name == module.NAME and learners.is_learner(name)
+    cfg = ml_collections.ConfigDict(module.default_config())
     assert cfg.name == name and cfg.algebra == "R"
-    spec.validate_config(cfg)
+    module.validate_config(cfg)
   assert learners.names() == ["mean", "least_squares", "moment_tensor"]
+  assert not learners.is_learner("two_layer")
   with pytest.raises(ValueError, match="'two_layer' is not a closed-form"):
     learners.restore("two_layer", {})
+  with pytest.raises(ValueError, match="Did you mean 'least_squares'"):
+    learners.get("least_square")
+
+
+def test_learners_are_not_models():
+  # The library's model registry knows only networks (issue 14).
+  for name in learners.names():
+    assert name not in models.names()
 
 
 @pytest.mark.parametrize("name", ["mean", "least_squares", "moment_tensor"])
@@ -433,7 +443,7 @@ def test_state_round_trip_through_npz(name, tmp_path):
   w = _unit_rows(rng, 2, 5)
   x, y = _teacher_sample(rng, w, (0, 1, 0, 1), 3_000)
   cfg = _model_cfg(name)
-  fitted = models.get(name).fit(
+  fitted = learners.get(name).fit(
       {"x": x, "y": y}, _fake_task(w, (0, 1, 0, 1)), cfg
   )
   np.savez(tmp_path / "f.npz", **fitted.state())

@@ -506,28 +506,6 @@ def test_whiten_rank_deficient_is_finite_with_finite_grads(alg, const):
     assert np.isfinite(np.asarray(g)).all()
 
 
-def test_inv_sqrtm_jvp_matches_float64_finite_differences():
-  rng = np.random.default_rng(23)
-  a = rng.normal(size=(3, 4, 6))
-  cov = np.einsum("cik,cjk->cij", a, a) / 6
-  cov[2] = 2.0 * np.eye(4)  # fully repeated eigenvalues
-  tangent = rng.normal(size=cov.shape)
-  tangent = tangent + np.swapaxes(tangent, -1, -2)
-  shift = np.array([1e-2, 1e-1, 1e-2])
-  dshift = np.array([0.3, -0.2, 0.1])
-  _, got = jax.jvp(
-      norm._inv_sqrtm,
-      (jnp.asarray(cov, jnp.float32), jnp.asarray(shift, jnp.float32)),
-      (jnp.asarray(tangent, jnp.float32), jnp.asarray(dshift, jnp.float32)),
-  )
-  h = 1e-6
-  want = (
-      _inv_sqrtm_np(cov + h * tangent, shift + h * dshift)
-      - _inv_sqrtm_np(cov - h * tangent, shift - h * dshift)
-  ) / (2 * h)
-  np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
-
-
 def test_whiten_trabelsi_scale_init():
   fn = _bn("C", "whiten", scale_init="trabelsi")
   params, _ = fn.init(None, _data("C", (8, 4)), True)

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from configs import teacher_student as ts_config
+from algebranets.studies.teacher_student import design
 from scripts import plot_teacher_student as plot_ts
 from scripts import results
 
@@ -171,13 +171,13 @@ def test_teachers_are_kept_apart(sweep_dir, tmp_path):
 
 def test_budget_key_reads_the_budget_back_from_the_config():
   for d in (8, 16, 32):
-    assert plot_ts.cubic_dim(d) == ts_config.cubic_dim(d)
+    assert plot_ts.cubic_dim(d) == design.cubic_dim(d)
     for budget in (0.5, 4.0, 0.25, 1.5, 10.0):
-      n = ts_config.budget_examples(budget, d)
+      n = design.budget_examples(budget, d)
       key = plot_ts.budget_key({"input_dim": d, "train_examples": n})
       assert key == (0, budget)
   # n / C(d+3, 3) to 3 digits would say 0.497 for budget 0.5 at d = 8.
-  n = ts_config.budget_examples(0.497, 8)
+  n = design.budget_examples(0.497, 8)
   assert plot_ts.budget_key({"input_dim": 8, "train_examples": n})[1] == 0.5
   assert plot_ts.budget_key({"input_dim": 8, "train_examples": 83}) == (
       0,

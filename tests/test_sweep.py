@@ -117,10 +117,15 @@ def test_transformer_xl_sweep_adds_sparsity_targets():
 _TS_CONFIG = """
 from configs import teacher_student
 
+FIT = "algebranets.studies.teacher_student.fit"
+
 def get_config(arg=None):
   return teacher_student.get_config(arg)
 
 """
+
+
+_FIT = "algebranets.studies.teacher_student.fit"
 
 
 def _ts_config_file(tmp_path, body):
@@ -134,7 +139,11 @@ def test_point_config_arg_is_appended_to_the_base_arg(tmp_path):
       tmp_path,
       """
       def sweep(add, arg=None):
-        add(config_arg="learner=mean,d=8", **{"data.teacher_units": 3})
+        add(
+            config_arg="learner=mean,d=8",
+            entry=FIT,
+            **{"data.teacher_units": 3},
+        )
         add(config_arg="learner=network,d=8", **{"data.teacher_units": 3})
         add(**{"data.teacher_units": 3})
       """,
@@ -143,6 +152,11 @@ def test_point_config_arg_is_appended_to_the_base_arg(tmp_path):
   mean, net, plain = jobs
   assert mean["config_arg"] == f"{path}:hermite3_only,r=5,learner=mean,d=8"
   assert f"--config={mean['config_arg']}" in mean["command"]
+  # The closed-form point runs through its entry module, the others
+  # through experiments.train.
+  assert mean["command"][:3] == ["python", "-m", _FIT]
+  assert mean["entry"] == _FIT
+  assert net["command"][:3] == ["python", "-m", "experiments.train"]
   assert "--config.data.teacher_units=3" in mean["command"]
   # The point's args come first in the name, then its overrides.
   assert mean["name"] == "learner=mean,d=8,teacher_units=3"
@@ -165,9 +179,15 @@ def test_points_validate_against_their_own_model_section(tmp_path):
       tmp_path,
       """
       def sweep(add, arg=None):
-        add(config_arg="learner=moment_tensor", **{"model.rank": 2})
+        add(
+            config_arg="learner=moment_tensor", entry=FIT,
+            **{"model.rank": 2},
+        )
         add(config_arg="learner=network", **{"model.hidden": 8})
-        add(config_arg="learner=mean", **{"model.fit_examples": 50})
+        add(
+            config_arg="learner=mean", entry=FIT,
+            **{"model.fit_examples": 50},
+        )
       """,
   )
   jobs = sweep.expand(good)
@@ -180,7 +200,7 @@ def test_points_validate_against_their_own_model_section(tmp_path):
       tmp_path,
       """
       def sweep(add, arg=None):
-        add(config_arg="learner=mean", **{"model.hidden": 8})
+        add(config_arg="learner=mean", entry=FIT, **{"model.hidden": 8})
       """,
   )
   with pytest.raises(
@@ -204,7 +224,7 @@ def test_same_overrides_with_other_config_args_are_distinct(tmp_path):
       """
       def sweep(add, arg=None):
         for learner in ("mean", "least_squares"):
-          add(config_arg=f"learner={learner}", seed=1)
+          add(config_arg=f"learner={learner}", entry=FIT, seed=1)
       """,
   )
   jobs = sweep.expand(path)
@@ -224,4 +244,49 @@ def test_config_arg_must_be_a_string(tmp_path, value):
       """,
   )
   with pytest.raises(ValueError, match="config_arg must be a string"):
+    sweep.expand(path)
+
+
+def test_entry_module_validates_its_points(tmp_path):
+  # A learner config is no model of the trainer's: without its entry module
+  # the point is checked (and rejected) as an experiments.train run.
+  no_entry = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="learner=mean")
+      """,
+  )
+  with pytest.raises(config_lib.ConfigError, match="Unknown model 'mean'"):
+    sweep.expand(no_entry)
+  # The entry module's own validate() runs on its points.
+  bad = _ts_config_file(
+      tmp_path,
+      """
+      def sweep(add, arg=None):
+        add(config_arg="learner=mean", entry=FIT, **{"model.algebra": "C"})
+      """,
+  )
+  with pytest.raises(config_lib.ConfigError, match="real estimator"):
+    sweep.expand(bad)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("no_such_module_xyz", "cannot be imported"),
+        ("algebranets.layout", "has no validate"),
+        ("3", "must be a module name"),
+    ],
+)
+def test_bad_entry(tmp_path, entry, message):
+  value = entry if entry == "3" else repr(entry)
+  path = _ts_config_file(
+      tmp_path,
+      f"""
+      def sweep(add, arg=None):
+        add(config_arg="learner=mean", entry={value})
+      """,
+  )
+  with pytest.raises(ValueError, match=message):
     sweep.expand(path)

@@ -12,6 +12,7 @@ import pytest
 
 from algebranets import tasks
 from algebranets.models import two_layer
+from algebranets.studies.teacher_student import closed_form, design, learners
 from algebranets.training import config_lib, trainer
 from configs import teacher_student as ts_config
 from scripts import sweep as sweep_script
@@ -20,7 +21,10 @@ CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs/teacher_student.py"
 
 
 def _config(model="two_layer", **data):
-  config = config_lib.base_config("teacher_student", model)
+  if learners.is_learner(model):
+    config = closed_form.base_config(model)
+  else:
+    config = config_lib.base_config("teacher_student", model)
   config.data.input_dim = 6
   config.data.teacher_units = 3
   config.data.valid_examples = 300
@@ -310,7 +314,7 @@ def test_config_args():
   closed = ts_config.get_config("learner=least_squares,samples=5000")
   assert closed.model.name == "least_squares"
   assert closed.data.train_examples == 5000
-  config_lib.validate(closed, num_devices=1)
+  closed_form.validate(closed)
   with pytest.raises(config_lib.ConfigError, match="Did you mean"):
     ts_config.get_config("learner=moments_tensor")
 
@@ -326,12 +330,12 @@ def _count_monomials(d, degree):
 
 def test_budget_counts_cubic_monomials():
   for d in (1, 2, 5, 8):
-    assert ts_config.cubic_dim(d) == _count_monomials(d, 3)
-  assert [ts_config.cubic_dim(d) for d in (8, 16, 32)] == [165, 969, 6545]
+    assert design.cubic_dim(d) == _count_monomials(d, 3)
+  assert [design.cubic_dim(d) for d in (8, 16, 32)] == [165, 969, 6545]
   # round(b * C(d+3, 3)), floored at d + 2.
-  assert ts_config.budget_examples(0.5, 8) == 82
-  assert ts_config.budget_examples(4.0, 32) == 26180
-  assert ts_config.budget_examples(1e-3, 8) == 10
+  assert design.budget_examples(0.5, 8) == 82
+  assert design.budget_examples(4.0, 32) == 26180
+  assert design.budget_examples(1e-3, 8) == 10
 
 
 def test_budget_arg_sets_the_training_set_and_batch():
@@ -400,7 +404,7 @@ def test_one_sweep_runs_every_learner_at_every_point():
     d = data.input_dim
     assert data.coeffs == (0.0, -3.0, 0.0, 1.0)  # the sweep's own arg
     assert data.teacher_units in ts_config.r_grid(d)
-    budget = data.train_examples / ts_config.cubic_dim(d)
+    budget = data.train_examples / design.cubic_dim(d)
     assert budget == pytest.approx(0.5, abs=0.01) or budget == 4.0
     if model.name == "two_layer":
       assert model.hidden == data.teacher_units

@@ -7,6 +7,10 @@ processes there are.
 
 from __future__ import annotations
 
+# The mesh axis the global batch is split over (`training.sharding` builds
+# the mesh; tasks that shard their own state along the batch name it too).
+DATA_AXIS = "data"
+
 
 def local_rows(
     global_batch: int, process_index: int, process_count: int

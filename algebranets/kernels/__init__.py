@@ -3,9 +3,11 @@
 `dense`, `conv2d` and `depthwise_conv2d` pick the fastest exact path
 automatically (`choose_dense_path`, `choose_conv_path`,
 `choose_depthwise_path`); pass `path=` to force one. Log-space ConvAC
-kernels (signed logs, product pooling): `product_pooling`.
+kernels (signed logs, product pooling): `product_pooling`. ZCA whitening
+of algebra elements (covariances, inverse square roots): `whitening`.
 """
 
+from algebranets.kernels import whitening
 from algebranets.kernels.conv import PATHS as CONV_PATHS
 from algebranets.kernels.conv import choose_path as choose_conv_path
 from algebranets.kernels.conv import conv2d, conv2d_folded
@@ -65,4 +67,5 @@ __all__ = [
     "prepare_dense",
     "product_pool",
     "to_log",
+    "whitening",
 ]

@@ -201,3 +201,109 @@ def path(alg: algebras.Algebra, layout: str, path: str, valid, what: str):
         "one. Use path='auto'."
     )
   return path
+
+
+def one_of(value, valid, who: str, what: str):
+  """`value` if it is one of `valid`, else ValueError naming them all.
+
+  E.g. one_of(mode, MODES, 'BatchNorm', 'mode') -> "BatchNorm: unknown mode
+  'x'; valid modes: component, element, whiten."
+  """
+  if value not in valid:
+    raise ValueError(
+        f"{who}: unknown {what} {value!r}; valid {what}s: "
+        f"{', '.join(valid)}."
+    )
+  return value
+
+
+def layout_for(alg: algebras.Algebra, layout: str, who: str) -> str:
+  """`layout` after `resolve`'s checks, the message prefixed with `who`."""
+  try:
+    resolve(alg, layout)
+  except ValueError as err:
+    raise ValueError(f"{who}: {err}") from None
+  return layout
+
+
+def positive_eps(eps: float, who: str) -> float:
+  """float(eps) for eps > 0 (it keeps rsqrt finite on constant channels)."""
+  if not eps > 0:
+    raise ValueError(
+        f"{who}: eps must be > 0 (it keeps rsqrt finite on constant "
+        f"channels), got {eps}."
+    )
+  return float(eps)
+
+
+def check_activations(
+    x, alg: algebras.Algebra, layout: str, lead: int, who: str
+) -> None:
+  """Dtype, rank and algebra axes of a normalizer's input.
+
+  Args:
+    x: the input (only `.shape` and `.dtype` are read).
+    alg: the layer's algebra.
+    layout: 'standard' ([lead..., ..., C, d]) or 'folded' ([n, lead...,
+      ..., C, n*e]).
+    lead: required leading batch axes (1 for BatchNorm, 0 for LayerNorm).
+    who: the layer name used in messages.
+
+  Raises:
+    ValueError: a non-float dtype, too low a rank or wrong algebra axes.
+  """
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(
+        f"{who}: expected floating-point activations, got dtype {x.dtype}. "
+        "Cast the input with x.astype(jnp.float32)."
+    )
+  batch = "B, ..., " if lead else "..., "
+  if layout == layout_lib.STANDARD:
+    d = alg.dim
+    if x.ndim < 2 + lead or x.shape[-1] != d:
+      raise ValueError(
+          f"{who}({alg.name}, layout='standard'): expected x[{batch}C, "
+          f"{d}] (last axis = algebra dimension {d}), got shape "
+          f"{tuple(x.shape)}. Reshape real features to [..., C, {d}] first."
+      )
+  else:
+    n, e = layout_lib.matrix_shape(alg)
+    if x.ndim < 3 + lead or x.shape[0] != n or x.shape[-1] != n * e:
+      raise ValueError(
+          f"{who}({alg.name}, layout='folded'): expected x[{n}, {batch}C,"
+          f" {n * e}], got shape {tuple(x.shape)}. Convert standard "
+          "activations with layout.fold(x, algebra)."
+      )
+
+
+def scale_init(
+    init, mode: str, create_scale: bool, who: str, *, named: str, named_mode
+):
+  """A normalizer's scale initializer: None, a callable, or the string
+  `named`, which only mode `named_mode` understands (e.g. 'trabelsi' with
+  'whiten': gamma = I / sqrt(d)).
+
+  Raises:
+    ValueError: an initializer without create_scale, another string, the
+      string with another mode, or not a callable.
+  """
+  if init is None:
+    return None
+  if not create_scale:
+    raise ValueError(
+        f"{who}: scale_init={init!r} has no effect with "
+        "create_scale=False; drop one of them."
+    )
+  if isinstance(init, str):
+    if init != named or mode != named_mode:
+      raise ValueError(
+          f"{who}: scale_init={init!r} is not understood for "
+          f"mode={mode!r}. Pass a Haiku initializer (callable), None, or "
+          f"{named!r} (only with mode={named_mode!r}: gamma = I / sqrt(d))."
+      )
+  elif not callable(init):
+    raise ValueError(
+        f"{who}: scale_init must be a callable initializer, None or "
+        f"{named!r}, got {init!r}."
+    )
+  return init

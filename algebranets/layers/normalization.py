@@ -29,12 +29,10 @@ Three modes say what a "channel" is (paper.md section 5):
       of a d x d matrix per channel (BatchNorm) or per token (LayerNorm).
 
 Numerics (peers.md b.1): statistics are two-pass (centre, then square) and
-computed in float32 for bfloat16/float16 inputs; normalizers use rsqrt; the
-whitening eps scales with the covariance (eps * trace / d + eps), so float32
-rounding on large activations cannot make the shifted covariance indefinite
-(the Cholesky failure of pdearena#29 / cliffordlayers PR#12); and the inverse
-square root has a custom derivative that stays finite for repeated
-eigenvalues, where differentiating `eigh` itself gives inf/NaN.
+computed in float32 for bfloat16/float16 inputs; normalizers use rsqrt. The
+whitening maths (covariances, the scaled eps, the inverse square root with a
+derivative that stays finite for repeated eigenvalues) is the pure
+`algebranets.kernels.whitening`; argument checks are in `layers/_checks.py`.
 """
 
 from __future__ import annotations
@@ -49,80 +47,17 @@ import numpy as np
 
 from algebranets import algebras
 from algebranets import layout as layout_lib
+from algebranets.kernels import whitening
+from algebranets.layers import _checks
 
 MODES = ("component", "element", "whiten")
 KINDS = ("batch", "layer", "none")
 # String alternative to a callable `scale_init` for mode='whiten'.
 TRABELSI = "trabelsi"
 
-# Covariances and whitening are tiny matmuls whose accuracy matters more than
-# their speed; the default precision on TPU (bf16 passes) or GPU (TF32) would
-# visibly break the whitening.
-_HIGHEST = jax.lax.Precision.HIGHEST
+_HIGHEST = whitening.HIGHEST
 
 Initializer = Callable[[Sequence[int], jnp.dtype], jax.Array]
-
-
-# -- validation helpers --------------------------------------------------------
-
-
-def _check_mode(mode: str, who: str) -> str:
-  if mode not in MODES:
-    raise ValueError(
-        f"{who}: unknown mode {mode!r}; valid modes: {', '.join(MODES)}."
-    )
-  return mode
-
-
-def _check_layout(algebra: algebras.Algebra, layout: str, who: str) -> str:
-  layout_lib.check_layout(layout)
-  if layout == layout_lib.FOLDED:
-    try:
-      layout_lib.matrix_shape(algebra)
-    except ValueError as err:
-      raise ValueError(f"{who}: {err}") from None
-  return layout
-
-
-def _check_eps(eps: float, who: str) -> float:
-  if not eps > 0:
-    raise ValueError(
-        f"{who}: eps must be > 0 (it keeps rsqrt finite on constant "
-        f"channels), got {eps}."
-    )
-  return float(eps)
-
-
-def _check_input(
-    x: jax.Array,
-    algebra: algebras.Algebra,
-    layout: str,
-    lead: int,
-    who: str,
-) -> None:
-  """Checks rank and algebra axes of x; `lead` = required batch axes."""
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(
-        f"{who}: expected floating-point activations, got dtype {x.dtype}. "
-        "Cast the input with x.astype(jnp.float32)."
-    )
-  batch = "B, ..., " if lead else "..., "
-  if layout == layout_lib.STANDARD:
-    d = algebra.dim
-    if x.ndim < 2 + lead or x.shape[-1] != d:
-      raise ValueError(
-          f"{who}({algebra.name}, layout='standard'): expected x[{batch}C, "
-          f"{d}] (last axis = algebra dimension {d}), got shape "
-          f"{tuple(x.shape)}. Reshape real features to [..., C, {d}] first."
-      )
-  else:
-    n, e = layout_lib.matrix_shape(algebra)
-    if x.ndim < 3 + lead or x.shape[0] != n or x.shape[-1] != n * e:
-      raise ValueError(
-          f"{who}({algebra.name}, layout='folded'): expected x[{n}, {batch}C,"
-          f" {n * e}], got shape {tuple(x.shape)}. Convert standard "
-          "activations with layout.fold(x, algebra)."
-      )
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
@@ -159,52 +94,6 @@ def _left_multiply(
     lmat = lmat.reshape(c, n, n, e, n, n, e)[:, :, 0, :, :, 0, :]
     lmat = lmat.reshape(c, n * e, n * e)
   return jnp.einsum("...cj,cij->...ci", x, lmat, precision=_HIGHEST)
-
-
-@jax.custom_jvp
-def _inv_sqrtm(cov: jax.Array, shift: jax.Array) -> jax.Array:
-  """(cov + shift I)^(-1/2) for symmetric PSD cov [..., d, d], shift [...].
-
-  Eigenvalues below 0 (float rounding of a PSD matrix) are clamped to 0
-  before the shift, so the result is finite whenever shift > 0.
-  """
-  return _inv_sqrtm_parts(cov, shift)[0]
-
-
-def _inv_sqrtm_parts(cov, shift):
-  lam, v = jnp.linalg.eigh(cov, symmetrize_input=True)
-  inv_s = jax.lax.rsqrt(jnp.maximum(lam, 0) + shift[..., None])  # [..., d]
-  f = jnp.einsum("...ik,...k,...jk->...ij", v, inv_s, v, precision=_HIGHEST)
-  return f, v, inv_s
-
-
-@_inv_sqrtm.defjvp
-def _inv_sqrtm_jvp(primals, tangents):
-  # Daleckii-Krein: for F = f(A), dF = V (K * (V^T dA V)) V^T with
-  # K_ij = (f(l_i) - f(l_j)) / (l_i - l_j). For f(l) = (l + shift)^(-1/2)
-  # the divided difference has the closed form -1 / (s_i s_j (s_i + s_j)),
-  # s = sqrt(l + shift), which equals f'(l_i) on the diagonal and stays
-  # bounded for repeated eigenvalues (differentiating eigh divides by
-  # l_i - l_j and returns inf/NaN there, e.g. for rank-deficient inputs).
-  cov, shift = primals
-  dcov, dshift = tangents
-  f, v, inv_s = _inv_sqrtm_parts(cov, shift)
-  d = cov.shape[-1]
-  da = 0.5 * (dcov + jnp.swapaxes(dcov, -1, -2))
-  da = da + dshift[..., None, None] * jnp.eye(d, dtype=cov.dtype)
-  s = 1.0 / inv_s
-  k = -(inv_s[..., :, None] * inv_s[..., None, :]) / (
-      s[..., :, None] + s[..., None, :]
-  )
-  db = jnp.einsum("...ki,...kl,...lj->...ij", v, da, v, precision=_HIGHEST)
-  df = jnp.einsum("...ik,...kl,...jl->...ij", v, k * db, v, precision=_HIGHEST)
-  return f, df
-
-
-def _whitening_shift(cov: jax.Array, eps: float) -> jax.Array:
-  """eps * (trace(cov) / d) + eps: relative part for large activations."""
-  d = cov.shape[-1]
-  return eps * jnp.trace(cov, axis1=-2, axis2=-1) / d + eps
 
 
 # -- parameters ----------------------------------------------------------------
@@ -265,26 +154,9 @@ def _unit_init(unit: np.ndarray) -> Initializer:
 
 
 def _check_scale_init(scale_init, mode: str, create_scale: bool, who: str):
-  if scale_init is None:
-    return None
-  if not create_scale:
-    raise ValueError(
-        f"{who}: scale_init={scale_init!r} has no effect with "
-        "create_scale=False; drop one of them."
-    )
-  if isinstance(scale_init, str):
-    if scale_init != TRABELSI or mode != "whiten":
-      raise ValueError(
-          f"{who}: scale_init={scale_init!r} is not understood for "
-          f"mode={mode!r}. Pass a Haiku initializer (callable), None, or "
-          f"{TRABELSI!r} (only with mode='whiten': gamma = I / sqrt(d))."
-      )
-  elif not callable(scale_init):
-    raise ValueError(
-        f"{who}: scale_init must be a callable initializer, None or "
-        f"{TRABELSI!r}, got {scale_init!r}."
-    )
-  return scale_init
+  return _checks.scale_init(
+      scale_init, mode, create_scale, who, named=TRABELSI, named_mode="whiten"
+  )
 
 
 def _apply_affine(
@@ -377,15 +249,15 @@ class BatchNorm(hk.Module):
     super().__init__(name=name)
     who = "BatchNorm"
     self.algebra = algebras.get(algebra)
-    self.mode = _check_mode(mode, who)
-    self.layout = _check_layout(self.algebra, layout, who)
+    self.mode = _checks.one_of(mode, MODES, who, "mode")
+    self.layout = _checks.layout_for(self.algebra, layout, who)
     if not 0.0 <= decay_rate <= 1.0:
       raise ValueError(
           f"{who}: decay_rate must be in [0, 1], got {decay_rate}. Typical "
           "values are 0.9 to 0.999."
       )
     self.decay_rate = float(decay_rate)
-    self.eps = _check_eps(eps, who)
+    self.eps = _checks.positive_eps(eps, who)
     self.create_scale = create_scale
     self.create_offset = create_offset
     self.scale_init = _check_scale_init(scale_init, mode, create_scale, who)
@@ -412,7 +284,7 @@ class BatchNorm(hk.Module):
         samples per channel (B times spatial size) when using batch stats.
     """
     x = jnp.asarray(x)
-    _check_input(x, self.algebra, self.layout, 1, "BatchNorm")
+    _checks.check_activations(x, self.algebra, self.layout, 1, "BatchNorm")
     dtype = _compute_dtype(x.dtype)
     xc = x.astype(dtype)
     use_batch = is_training or test_local_stats
@@ -493,17 +365,14 @@ class BatchNorm(hk.Module):
         )
       mean = jnp.mean(flat, axis=0)
       xc = x - mean.reshape((*lead, c, d))
-      flat = flat - mean[None]
-      cov = jnp.einsum(
-          "nci,ncj->cij", flat, flat, precision=_HIGHEST
-      ) / jnp.asarray(flat.shape[0], dtype)
+      cov = whitening.sample_covariance(flat - mean[None])
     else:
       mean, cov = run_mean.astype(dtype), run_cov.astype(dtype)
       xc = x - mean.reshape((*lead, c, d))
     if is_training:
       self._update("mean", mean)
       self._update("cov", cov)
-    w = _inv_sqrtm(cov, _whitening_shift(cov, self.eps))  # [C, d, d]
+    w = whitening.whitening_matrix(cov, self.eps)  # [C, d, d]
     scale, offset = _make_affine(
         self.algebra,
         "whiten",
@@ -585,9 +454,9 @@ class LayerNorm(hk.Module):
     super().__init__(name=name)
     who = "LayerNorm"
     self.algebra = algebras.get(algebra)
-    self.mode = _check_mode(mode, who)
-    self.layout = _check_layout(self.algebra, layout, who)
-    self.eps = _check_eps(eps, who)
+    self.mode = _checks.one_of(mode, MODES, who, "mode")
+    self.layout = _checks.layout_for(self.algebra, layout, who)
+    self.eps = _checks.positive_eps(eps, who)
     self.create_scale = create_scale
     self.create_offset = create_offset
     self.scale_init = _check_scale_init(scale_init, mode, create_scale, who)
@@ -607,7 +476,7 @@ class LayerNorm(hk.Module):
     """
     del is_training  # Same computation in training and evaluation.
     x = jnp.asarray(x)
-    _check_input(x, self.algebra, self.layout, 0, "LayerNorm")
+    _checks.check_activations(x, self.algebra, self.layout, 0, "LayerNorm")
     dtype = _compute_dtype(x.dtype)
     xc = x.astype(dtype)
     if self.mode == "whiten":
@@ -655,10 +524,8 @@ class LayerNorm(hk.Module):
           "(C = 1). Use mode='component' or 'element'."
       )
     xc = x - jnp.mean(x, axis=-2, keepdims=True)
-    cov = jnp.einsum(
-        "...ci,...cj->...ij", xc, xc, precision=_HIGHEST
-    ) / jnp.asarray(c, dtype)
-    w = _inv_sqrtm(cov, _whitening_shift(cov, self.eps))  # [..., d, d]
+    cov = whitening.channel_covariance(xc)  # [..., d, d]
+    w = whitening.whitening_matrix(cov, self.eps)  # [..., d, d]
     y = jnp.einsum("...cj,...ij->...ci", xc, w, precision=_HIGHEST)
     scale, offset = _make_affine(
         self.algebra,
@@ -711,14 +578,11 @@ def get_norm(
     ValueError: unknown kind, mode or layout, or an option the chosen class
       does not take.
   """
-  if kind not in KINDS:
-    raise ValueError(
-        f"get_norm: unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}."
-    )
+  _checks.one_of(kind, KINDS, "get_norm", "kind")
   alg = algebras.get(algebra)
   who = f"get_norm({kind!r})"
-  _check_mode(mode, who)
-  _check_layout(alg, layout, who)
+  _checks.one_of(mode, MODES, who, "mode")
+  _checks.layout_for(alg, layout, who)
   if kind == "none":
     return _no_norm
   cls = BatchNorm if kind == "batch" else LayerNorm

@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import models, tasks
+from algebranets import models
 from algebranets.data import byte_windows, enwiki_sample
+from algebranets.tasks import registry
 
 VOCAB_SIZE = 256
 SOURCES = ("enwiki_sample", "bytes_file")
@@ -217,8 +218,8 @@ def _build(config, *, process_index: int = 0, process_count: int = 1):
   )
 
 
-tasks.register(
-    tasks.TaskSpec(
+registry.register(
+    registry.TaskSpec(
         name="byte_lm",
         data_defaults=data_defaults,
         validate_config=validate_config,

@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import models, tasks
+from algebranets import models
 from algebranets.data import fashion_mnist, process_rows
+from algebranets.tasks import registry
 
 NAME = "image_classification"
 SOURCES = ("fashion_mnist", "imagenet2012")
@@ -529,8 +530,8 @@ def _build(config, *, process_index: int = 0, process_count: int = 1):
   )
 
 
-tasks.register(
-    tasks.TaskSpec(
+registry.register(
+    registry.TaskSpec(
         name=NAME,
         data_defaults=data_defaults,
         validate_config=validate_config,

@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from algebranets import algebras, models, tasks
-from algebranets.data import corpora, lm_streams
-from algebranets.training import sharding
+from algebranets import algebras, models
+from algebranets.data import corpora, lm_streams, process_rows
+from algebranets.tasks import registry
 
 SPLITS = ("train", "valid", "test")
 RECURRENT_MODELS = ("transformer_xl",)
@@ -187,7 +187,7 @@ class StreamLMTask:
     (the scalar fill count stays replicated)."""
     del leaf
     if path.endswith("['mems']"):
-      return P(None, sharding.DATA_AXIS)
+      return P(None, process_rows.DATA_AXIS)
     return None
 
   def eval_model_state(self, trained, fresh):
@@ -298,8 +298,8 @@ def _build(config, *, process_index: int = 0, process_count: int = 1):
   )
 
 
-tasks.register(
-    tasks.TaskSpec(
+registry.register(
+    registry.TaskSpec(
         name="stream_lm",
         data_defaults=data_defaults,
         validate_config=validate_config,

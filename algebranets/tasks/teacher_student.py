@@ -52,10 +52,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from algebranets import models, tasks
+from algebranets import models
 from algebranets.data import process_rows
 from algebranets.data import teacher_student as ts_data
 from algebranets.models import two_layer
+from algebranets.tasks import registry
 
 NAME = "teacher_student"
 SOURCE = "polynomial_teacher"
@@ -620,8 +621,8 @@ def _build(config, *, process_index: int = 0, process_count: int = 1):
   )
 
 
-tasks.register(
-    tasks.TaskSpec(
+registry.register(
+    registry.TaskSpec(
         name=NAME,
         data_defaults=data_defaults,
         validate_config=validate_config,

@@ -17,7 +17,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-DATA_AXIS = "data"
+from algebranets.data.process_rows import DATA_AXIS
 
 # Environment variables that mean "this process is one of several in a job";
 # jax.distributed.initialize() reads the cluster layout from them.

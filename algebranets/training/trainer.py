@@ -152,14 +152,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     NonFiniteError: NaN/Inf loss or gradient norm (last good checkpoint kept).
     checkpointing.CheckpointError: no readable checkpoint matches the config.
   """
-  from algebranets.training import closed_form
-
   # A file path in model.algebra becomes its registered name.
   config = workdir_compat.resolve_algebra(config, workdir)
-  if closed_form.is_closed_form(config):
-    # Closed-form learners (models with ModelSpec.fit) are fitted, not
-    # trained: no optimizer, steps or checkpoints.
-    return closed_form.fit_and_evaluate(config, workdir)
   workdir = pathlib.Path(workdir)
   # Before anything is written: a refused rerun leaves the workdir intact.
   workdir_compat.check_resume(config, workdir)

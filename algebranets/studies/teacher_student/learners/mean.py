@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from algebranets.learners import estimator
+from algebranets.studies.teacher_student.learners import estimator
 
 NAME = "mean"
 
@@ -82,6 +82,6 @@ def fit_mean(x: np.ndarray, y: np.ndarray) -> MeanEstimator:
 def fit(
     fit_data: Mapping[str, Any], task: Any, model_cfg: Any
 ) -> MeanEstimator:
-  """`ModelSpec.fit`: fit_data {'x': [n, d], 'y': [n]} -> MeanEstimator."""
+  """The learner's fit: fit_data {'x': [n, d], 'y': [n]} -> MeanEstimator."""
   del task, model_cfg  # nothing to choose
   return fit_mean(*estimator.fit_arrays(fit_data))

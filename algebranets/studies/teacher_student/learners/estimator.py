@@ -2,7 +2,8 @@
 
 A closed-form learner is not trained by SGD: its `fit(fit_data, task,
 model_cfg)` computes a `FittedEstimator` from a fixed sample in one pass
-(`algebranets.training.closed_form` calls it and evaluates the result).
+(`algebranets.studies.teacher_student.closed_form` calls it and
+evaluates the result).
 
 Shape glossary: n = examples, d = input dimension, m = learned directions.
 """

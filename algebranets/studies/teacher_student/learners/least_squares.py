@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from algebranets.learners import estimator
+from algebranets.studies.teacher_student.learners import estimator
 
 NAME = "least_squares"
 # Below this reciprocal condition number of the Gram matrix (cond(features)
@@ -141,6 +141,6 @@ def fit_ols(x: np.ndarray, y: np.ndarray) -> LinearEstimator:
 def fit(
     fit_data: Mapping[str, Any], task: Any, model_cfg: Any
 ) -> LinearEstimator:
-  """`ModelSpec.fit`: fit_data {'x': [n, d], 'y': [n]} -> LinearEstimator."""
+  """The learner's fit: fit_data {'x': [n, d], 'y': [n]} -> LinearEstimator."""
   del task, model_cfg  # nothing to choose
   return fit_ols(*estimator.fit_arrays(fit_data))

@@ -51,7 +51,11 @@ from typing import Any
 
 import numpy as np
 
-from algebranets.learners import estimator, least_squares, tensor_decomposition
+from algebranets.studies.teacher_student.learners import (
+    estimator,
+    least_squares,
+    tensor_decomposition,
+)
 
 NAME = "moment_tensor"
 METHODS = ("joint", "deflation")
@@ -440,7 +444,7 @@ def fit_moment_tensor(
 def fit(
     fit_data: Mapping[str, Any], task: Any, model_cfg: Any
 ) -> MomentTensorEstimator:
-  """`ModelSpec.fit`: fit_data {'x': [n, d], 'y': [n]} -> estimator.
+  """The learner's fit: fit_data {'x': [n, d], 'y': [n]} -> estimator.
 
   Uses task.teacher.hermite_coeffs() (which degrees carry signal),
   task.teacher.coeffs (the 'sigma' features) and task.teacher.num_units

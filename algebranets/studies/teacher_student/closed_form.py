@@ -1,10 +1,17 @@
-"""Fits and evaluates a closed-form learner (a model with `ModelSpec.fit`).
+"""Fits and evaluates a closed-form learner of the teacher-student study.
 
-`trainer.train_and_evaluate` hands such configs to `fit_and_evaluate`, so
-`python -m experiments.train --config ...` and `scripts.sweep` run them like
-any network, and `experiments.eval` reloads them through `evaluate_fitted`.
-The learner sees `task.fit_data(n)`: the first n examples of the training
-stream, the same rows a network sees in its first n / B steps, with
+The entry points are `python -m algebranets.studies.teacher_student.fit`
+(`fit_and_evaluate`) and `python -m
+algebranets.studies.teacher_student.evaluate` (`evaluate_workdir`); the
+generic trainer and `experiments.eval` know nothing of these learners.
+`scripts.sweep` runs a config file's closed-form points through the fit
+entry point (`add(..., entry=FIT_ENTRY)`), after checking them with
+`validate`.
+
+A run config is the harness's (`config_lib.base_config`) with the
+learner's section as `model` (`base_config(learner)`). The learner sees
+`task.fit_data(n)`: the first n examples of the training stream, the same
+rows a network sees in its first n / B steps, with
 
     n = model.fit_examples, or data.train_examples when that is 0, or
         DEFAULT_FIT_EXAMPLES when both are 0 (an endless stream).
@@ -35,17 +42,23 @@ from __future__ import annotations
 import os
 import pathlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
-from algebranets import learners as learners_lib
-from algebranets import models, tasks
+from algebranets import tasks
 from algebranets.sparsity import from_config as sparsity_config
+from algebranets.studies.teacher_student import learners as learners_lib
 from algebranets.training import config_lib, metric_writer
 from algebranets.training.evaluator import load_config, write_json
 
+# The module `scripts.sweep` runs a closed-form point with.
+FIT_ENTRY = "algebranets.studies.teacher_student.fit"
+# The only task whose data the learners read (`fit_data`, the teacher).
+TASK = "teacher_student"
 FITTED_FILE = "fitted.npz"
 # The learner name inside fitted.npz (estimator state keys never start
 # with an underscore).
@@ -59,16 +72,20 @@ def _say(*args) -> None:
     print(*args, flush=True)
 
 
-def is_closed_form(config) -> bool:
-  """True if config.model.name is a registered model with a `fit`.
+def base_config(learner: str) -> ml_collections.ConfigDict:
+  """The full default config of `learner` on the teacher_student task.
 
-  False for anything else, including an unknown name (the trainer's own
-  validation then reports it).
+  The harness's sections (`config_lib.base_config`; a fit reads only data,
+  model, sparsity and eval) with the learner's `default_config()` as the
+  model section.
+
+  Raises:
+    ValueError: not a closed-form learner.
   """
-  try:
-    return models.get(config.model.name).fit is not None
-  except (AttributeError, KeyError, ValueError):
-    return False
+  section = learners_lib.get(learner).default_config()
+  config = config_lib.base_config(TASK, "two_layer")
+  config.model = ml_collections.ConfigDict(section)
+  return config
 
 
 def fit_examples(config) -> int:
@@ -80,28 +97,96 @@ def fit_examples(config) -> int:
   return DEFAULT_FIT_EXAMPLES
 
 
-def _build(config):
-  """Validates `config` and builds its task (one process sees all data).
+def _is_section(section) -> bool:
+  # ConfigDict is not a collections.abc.Mapping.
+  return isinstance(section, Mapping | ml_collections.ConfigDict)
+
+
+def _check_keys(section, defaults, where: str) -> None:
+  if not _is_section(section):
+    raise config_lib.ConfigError(
+        f"Config section {where!r} must be a ConfigDict, got "
+        f"{type(section).__name__}."
+    )
+  keys = list(section.keys())
+  for k in keys:
+    if k not in defaults:
+      raise config_lib.ConfigError(
+          f"Unknown config key '{where}.{k}'."
+          + config_lib.suggest(k, defaults)
+          + f" Valid keys of {where}: {sorted(defaults)}."
+      )
+  for k in defaults:
+    if k not in keys:
+      raise config_lib.ConfigError(
+          f"Key '{where}.{k}' missing from config; start the config from "
+          "algebranets.studies.teacher_student.closed_form.base_config("
+          "learner)."
+      )
+
+
+def validate(config, *, check_data: bool = True) -> None:
+  """Checks a closed-form run config before anything is fitted.
+
+  What a fit reads: the task (teacher_student), the data section (the
+  task's own checks), the learner's model section, sparsity (must be off:
+  nothing is trained) and eval; the sample size against the budget. The
+  optimizer and train sections are carried along unread.
+
+  Args:
+    config: a config from `base_config(learner)` (with overrides).
+    check_data: also load data.teacher_weights when it names a file.
 
   Raises:
-    config_lib.ConfigError: the config is invalid, is not a closed-form
-      learner, or asks for something a fit cannot do.
+    config_lib.ConfigError: naming the key, its value and the fix.
   """
-  if not is_closed_form(config):
+  for k in config_lib.TOP_LEVEL:
+    if k not in config:
+      raise config_lib.ConfigError(
+          f"Key {k!r} missing from config; start the config from "
+          "algebranets.studies.teacher_student.closed_form.base_config("
+          "learner)."
+      )
+  if not _is_section(config.model):
     raise config_lib.ConfigError(
-        f"config.model.name={config.model.get('name')!r} is not a closed-form "
-        f"learner (those are {learners_lib.names()}); train it with "
-        "trainer.train_and_evaluate."
+        "config.model must be a ConfigDict with a 'name'."
     )
-  # The fit runs on the host: devices and processes do not split it.
-  config_lib.validate(config, num_devices=1, process_count=1)
+  name = config.model.get("name")
+  try:
+    learner = learners_lib.get(name)
+  except ValueError as e:
+    raise config_lib.ConfigError(
+        f"config.model.name: {e} Train networks with experiments.train."
+    ) from None
+  if config.task != TASK:
+    raise config_lib.ConfigError(
+        f"config.task={config.task!r}: the closed-form learner {name!r} is "
+        f"fitted on the {TASK!r} task's teacher; set --config.task={TASK}."
+    )
+  task_spec = tasks.get(TASK)
+  _check_keys(config.data, task_spec.data_defaults(), "data")
+  _check_keys(config.model, learner.default_config(), "model")
+  _check_keys(config.sparsity, sparsity_config.default_config(), "sparsity")
+  _check_keys(config.eval, config_lib.eval_defaults(), "eval")
+  try:
+    learner.validate_config(config.model)
+    task_spec.validate_config(config, check_data=check_data)
+  except ValueError as e:
+    raise config_lib.ConfigError(str(e)) from None
+  ev = config.eval
+  for key, least in (("batch_size", 1), ("num_batches", 0)):
+    value = ev[key]
+    if not learners_lib.estimator.is_int(value) or value < least:
+      raise config_lib.ConfigError(
+          f"eval.{key} must be an integer >= {least}, got {value!r}."
+      )
   if sparsity_config.is_enabled(config.sparsity):
     raise config_lib.ConfigError(
         f"sparsity.target={config.sparsity.target} prunes weights during SGD "
-        f"training; the closed-form learner {config.model.name!r} is not "
-        "trained. Set sparsity.target=0 (or sparsity.method='none')."
+        f"training; the closed-form learner {name!r} is not trained. Set "
+        "sparsity.target=0 (or sparsity.method='none')."
     )
-  budget = config.data.get("train_examples", 0)
+  budget = config.data.train_examples
   n = fit_examples(config)
   if budget > 0 and n > budget:
     raise config_lib.ConfigError(
@@ -110,19 +195,21 @@ def _build(config):
         "model.fit_examples=0 to fit on the whole set, or raise "
         "data.train_examples."
     )
+
+
+def _build(config):
+  """Validates `config` and builds its task (one process sees all data).
+
+  Raises:
+    config_lib.ConfigError: see `validate`; or the data cannot be built.
+  """
+  validate(config)
   try:
-    task = tasks.get(config.task).build(
+    return tasks.get(config.task).build(
         config, process_index=0, process_count=1
     )
   except (ValueError, FileNotFoundError, IsADirectoryError) as e:
     raise config_lib.ConfigError(f"data ({config.task}): {e}") from e
-  if not hasattr(task, "fit_data"):
-    raise config_lib.ConfigError(
-        f"task {config.task!r} has no fit_data(n), so the closed-form learner "
-        f"{config.model.name!r} cannot be fitted on it; use task "
-        "'teacher_student'."
-    )
-  return task
 
 
 def evaluate_estimator(
@@ -186,7 +273,7 @@ def fit_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   """Fits the config's closed-form learner and evaluates it on eval.split.
 
   Args:
-    config: a full experiment config whose model has `ModelSpec.fit`.
+    config: a closed-form run config (`base_config(learner)`).
     workdir: output directory; created if missing.
 
   Returns:
@@ -199,7 +286,7 @@ def fit_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   workdir = pathlib.Path(workdir)
   chief = jax.process_index() == 0
   task = _build(config)
-  spec = models.get(config.model.name)
+  learner = learners_lib.get(config.model.name)
   ev = config.eval
   n = fit_examples(config)
   if chief:
@@ -223,7 +310,7 @@ def fit_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   start = time.perf_counter()
   fit_data = task.fit_data(n)
   try:
-    fitted = spec.fit(fit_data, task, config.model)
+    fitted = learner.fit(fit_data, task, config.model)
   except ValueError as e:
     # Too few examples, a teacher the learner cannot use: config fixes.
     raise config_lib.ConfigError(f"config.model: {e}") from None
@@ -268,7 +355,7 @@ def load_fitted(workdir: str | os.PathLike, name: str):
   if not path.is_file():
     raise FileNotFoundError(
         f"{path} not found: the closed-form run in {workdir} did not finish; "
-        "rerun its experiments.train command."
+        f"rerun its fit command (python -m {FIT_ENTRY})."
     )
   with np.load(path, allow_pickle=False) as npz:
     state = {k: npz[k] for k in npz.files}
@@ -276,7 +363,7 @@ def load_fitted(workdir: str | os.PathLike, name: str):
   if saved != name:
     raise ValueError(
         f"{path} holds a {saved!r} estimator but config.json names "
-        f"{name!r}; the workdir is inconsistent, rerun experiments.train."
+        f"{name!r}; the workdir is inconsistent, rerun python -m {FIT_ENTRY}."
     )
   return learners_lib.restore(name, state)
 

@@ -1,0 +1,348 @@
+"""The vision half of the model benchmark: ResNet and MobileNet configs at
+matched widths, their training step (the trainer's loss and optimizer on any
+batch) and one timed `Variant` per algebra (`bench/models.py` has the
+method)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from algebranets import algebras, metrics, models
+from algebranets.models import width_matching
+from algebranets.training import (
+    config_lib,
+    optimizers,
+)
+from algebranets.training.experiment import (
+    cast_floating,
+    is_real_io,
+)
+from algebranets.training.state import TrainState
+from bench.models_common import (
+    MATCH,
+    VISION_CONFIGS,
+    Variant,
+    apply_overrides,
+    compile_step,
+    run_once,
+    validate_model,
+)
+
+NUM_CLASSES = 1000  # ImageNet-1k
+
+
+def _vision_module(model: str):
+  return importlib.import_module(VISION_CONFIGS[model])
+
+
+def vision_config(
+    model: str,
+    algebra: str,
+    *,
+    width_multiplier: float,
+    image_size: int,
+    batch: int,
+    overrides: Sequence[tuple[str, str, Any]] = (),
+):
+  """The ImageNet config of `model` at `width_multiplier` and CPU sizes.
+
+  Args:
+    model: 'resnet' or 'mobilenet'.
+    algebra: a registered algebra name.
+    width_multiplier: the model's width multiplier (already matched/scaled).
+    image_size: S of the [B, S, S, 3] input images.
+    batch: B.
+    overrides: (model, key, value) triples set on the model section (after
+      `width_multiplier`, so an override of it wins).
+
+  Returns:
+    The config (model, optimizer, data.label_smoothing as the ImageNet
+    recipe; data.image_size = S, train.batch_size = B).
+
+  Raises:
+    ValueError: an invalid model section (e.g. a bad override).
+  """
+  config = _vision_module(model).get_config(f"algebra={algebra},match=none")
+  config.model.width_multiplier = float(width_multiplier)
+  apply_overrides(config.model, model, overrides)
+  validate_model(config.model, overrides)
+  config.data.image_size = image_size
+  config.train.batch_size = batch
+  return config
+
+
+def _stored_width(model: str, algebra: str, match: str) -> float | None:
+  """The multiplier of configs/_vision_widths.py, None if not stored."""
+  try:
+    cfg = _vision_module(model).get_config(f"algebra={algebra},match={match}")
+  except ImportError as e:
+    if "_vision_widths" in str(e):
+      return None
+    raise
+  except config_lib.ConfigError as e:
+    if str(e).startswith("No stored"):
+      return None
+    raise
+  except KeyError:
+    # The table has no entry for this model or target at all
+    # (configs/_imagenet_common.py indexes MATCHED[model][target] directly).
+    return None
+  return float(cfg.model.width_multiplier)
+
+
+def vision_width(
+    model: str,
+    algebra: str,
+    match: str,
+    overrides: Sequence[tuple[str, str, Any]] = (),
+) -> tuple[float, str]:
+  """The width multiplier matching the real model, and where it came from.
+
+  Args:
+    model: 'resnet' or 'mobilenet'.
+    algebra: a registered algebra name.
+    match: one of MATCH ('none' = width 1).
+    overrides: model-section overrides; any for `model` change the
+      architecture, so the stored multipliers no longer apply and the match
+      is computed on the overridden architecture.
+
+  Returns:
+    (width_multiplier, source): source says 'stored', 'computed ...' (by
+    `width_matching.match_width` at 224x224 against the algebra-R model of
+    the same architecture, with the relative error reached) or why it is 1.
+
+  Raises:
+    ValueError: unknown match; invalid model section.
+  """
+  if match not in MATCH:
+    raise ValueError(f"match={match!r}; use one of {list(MATCH)}.")
+  if match == "none":
+    return 1.0, "match=none"
+  alg = algebras.get(algebra)
+  if alg.name == "R":
+    return 1.0, "reference (R)"
+  changed = any(m == model for m, _, _ in overrides)
+  if not changed:
+    stored = _stored_width(model, alg.name, match)
+    if stored is not None:
+      return stored, "stored (configs/_vision_widths.py)"
+
+  def section(name: str):
+    cfg = _vision_module(model).get_config(f"algebra={name},match=none").model
+    apply_overrides(cfg, model, overrides)
+    validate_model(cfg, overrides)
+    return cfg
+
+  reference = width_matching.vision_counter(section("R"))(1.0)
+  counter = width_matching.vision_counter(section(alg.name))
+  # Params shrink ~d times at width 1 and MACs ~d/density times (as in
+  # scripts/match_width.py): start near the answer.
+  start = math.sqrt(alg.dim / alg.density if match == "macs" else alg.dim)
+  result = width_matching.match_width(
+      counter, match, reference=reference, start=start
+  )
+  why = "overridden architecture" if changed else "not stored"
+  return result.width_multiplier, (
+      f"computed ({why}; {match} {result.relative_error:+.2%} vs R)"
+  )
+
+
+def vision_train_fns(
+    config,
+) -> tuple[Callable[..., TrainState], Callable[..., Any]]:
+  """The trainer's init and train step for a vision config, on any batch.
+
+  The loss is that of the image_classification task: softmax cross entropy
+  on float32 logits, smoothed by `data.label_smoothing` (target (1 - a) *
+  onehot + a / K), plus its metric sums; the step is
+  `Experiment._train_step` without pruning (value_and_grad, optax update
+  with `optimizers.make_optimizer`, the learning rate schedule evaluated,
+  params cast to `train.compute_dtype` inside the loss).
+
+  Args:
+    config: a vision config (`vision_config`).
+
+  Returns:
+    (init, train_step), both jitted: init(key, batch) -> TrainState;
+    train_step(state, batch) -> (state, metrics), state donated. batch:
+    'images' float32 [B, S, S, 3], 'labels' int32 [B].
+  """
+  spec = models.get(config.model.name)
+  model_cfg = config.model
+  smoothing = float(config.data.label_smoothing)
+  compute_dtype = {"float32": None, "bfloat16": jnp.bfloat16}[
+      config.train.compute_dtype
+  ]
+
+  def model_fn(batch, is_training):
+    net = spec.from_config(model_cfg, num_classes=NUM_CLASSES)
+    logits = net(batch["images"], is_training=is_training).astype(jnp.float32)
+    labels = batch["labels"]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ce = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    loss = ce
+    if is_training and smoothing > 0:
+      loss = (1.0 - smoothing) * ce - smoothing * jnp.mean(logp, axis=-1)
+    _, top = lax.top_k(logits, min(5, logits.shape[-1]))
+    hit = top == labels[:, None]
+    sums = {
+        "loss_sum": jnp.sum(ce),
+        "top1": jnp.sum(hit[:, 0].astype(jnp.float32)),
+        "top5": jnp.sum(jnp.any(hit, axis=-1).astype(jnp.float32)),
+        "count": jnp.asarray(ce.shape[0], jnp.float32),
+    }
+    return jnp.mean(loss), sums
+
+  model = hk.transform_with_state(model_fn)
+  optimizer, schedule = optimizers.make_optimizer(
+      config.optimizer, config.train.num_steps
+  )
+
+  def init(key, batch) -> TrainState:
+    init_key, train_key = jax.random.split(key)
+    params, model_state = model.init(init_key, batch, is_training=True)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=optimizer.init(params),
+        rng=jax.random.key_data(train_key),
+    )
+
+  def train_step(state: TrainState, batch):
+    key = jax.random.fold_in(state.key(), state.step)
+
+    def loss_fn(params):
+      (loss, sums), model_state = model.apply(
+          cast_floating(params, compute_dtype),
+          state.model_state,
+          key,
+          batch,
+          is_training=True,
+      )
+      return loss, (sums, model_state)
+
+    (loss, (sums, model_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    metrics = dict(sums)
+    metrics["loss"] = loss
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["learning_rate"] = schedule(state.step)
+    return (
+        TrainState(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            model_state=model_state,
+            opt_state=opt_state,
+            rng=state.rng,
+        ),
+        metrics,
+    )
+
+  return jax.jit(init), jax.jit(train_step, donate_argnums=0)
+
+
+def random_image_batch(
+    key: jax.Array, batch: int, image_size: int
+) -> dict[str, jax.Array]:
+  """{'images': normal float32 [B, S, S, 3], 'labels': int32 [B] in
+  [0, 1000)}, made on the default device."""
+  k1, k2 = jax.random.split(key)
+  return {
+      "images": jax.random.normal(
+          k1, (batch, image_size, image_size, 3), jnp.float32
+      ),
+      "labels": jax.random.randint(k2, (batch,), 0, NUM_CLASSES, jnp.int32),
+  }
+
+
+def build_vision_variant(
+    model: str,
+    algebra: str,
+    *,
+    match: str,
+    width_scale: float,
+    image_size: int,
+    batch: int,
+    compute_dtype: str = "float32",
+    overrides: Sequence[tuple[str, str, Any]] = (),
+    seed: int = 0,
+) -> Variant:
+  """Builds, initialises and compiles one vision model's training step.
+
+  Args:
+    model: 'resnet' or 'mobilenet'.
+    algebra: a registered algebra name.
+    match: width matching (MATCH), see `vision_width`.
+    width_scale: multiplies the matched width.
+    image_size: S of the random [B, S, S, 3] images.
+    batch: B.
+    compute_dtype: 'float32' or 'bfloat16'.
+    overrides: (model, key, value) model-section overrides.
+    seed: parameter and data seed.
+
+  Returns:
+    A `Variant` whose row holds model, algebra, d, width_multiplier,
+    matched_width, width_source, params (all real parameters),
+    params_real_io (real stem and head), macs_per_example (intrinsic, at S),
+    batch, image_size, unit 'images', items_per_step = B and compile_s.
+  """
+  matched, source = vision_width(model, algebra, match, overrides)
+  width = matched * width_scale
+  config = vision_config(
+      model,
+      algebra,
+      width_multiplier=width,
+      image_size=image_size,
+      batch=batch,
+      overrides=overrides,
+  )
+  config.train.compute_dtype = compute_dtype
+  width = float(config.model.width_multiplier)  # an override may set it
+  init, step = vision_train_fns(config)
+  key = jax.random.key(seed)
+  data = random_image_batch(jax.random.fold_in(key, 1), batch, image_size)
+  state = run_once(init, key, data)
+  compiled, compile_s = compile_step(step, state, data)
+  spec = models.get(config.model.name)
+
+  def forward(images):
+    net = spec.from_config(config.model, num_classes=NUM_CLASSES)
+    return net(images, is_training=True)
+
+  macs = metrics.count_macs(
+      forward, jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  ).total
+  alg = algebras.get(algebra)
+  row = {
+      "model": model,
+      "algebra": alg.name,
+      "d": alg.dim,
+      "width_multiplier": width,
+      "matched_width": matched,
+      "width_source": source,
+      "params": metrics.count_params(state.params),
+      "params_real_io": sum(
+          metrics.count_params(leaves)
+          for path, leaves in state.params.items()
+          if is_real_io(path)
+      ),
+      "macs_per_example": int(macs),
+      "batch": batch,
+      "image_size": image_size,
+      "unit": "images",
+      "items_per_step": batch,
+      "compile_s": compile_s,
+  }
+  return Variant(row, compiled, data, state)
