@@ -1,8 +1,9 @@
 """Registry of tasks: what a run learns from which data, and how it is scored.
 
 A task turns a config into a data source, a loss and evaluation metrics; the
-trainer (`algebranets.training.trainer`) is the same for every task. Register
-your own with `register(TaskSpec(...))`.
+trainer (`algebranets.training.trainer`) is the same for every task. A task
+object subclasses `Task` (tasks/base.py: the methods to implement and the
+default hooks); register its builder with `register(TaskSpec(...))`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import difflib
 from collections.abc import Callable
 from typing import Any
+
+from algebranets.tasks.base import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +25,7 @@ class TaskSpec:
     data_defaults: () -> the `data` config section with its defaults.
     validate_config: (config, check_data=bool) -> None; raises ValueError
       naming the key and the fix.
-    build: (config, process_index=int, process_count=int) -> task object
-      (see `byte_lm.ByteLMTask` for the interface the trainer uses).
+    build: (config, process_index=int, process_count=int) -> a `Task`.
   """
 
   name: str
@@ -62,6 +64,7 @@ from algebranets.tasks import (  # noqa: E402
 )
 
 __all__ = [
+    "Task",
     "TaskSpec",
     "byte_lm",
     "get",
