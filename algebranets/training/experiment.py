@@ -6,7 +6,7 @@ exposes pure, jitted functions:
 
   init()                      -> TrainState (replicated)
   train_step(state, batch)    -> (state, metrics)   state donated
-  eval_step(state, batch)     -> metric sums
+  eval_step(params, model_state, batch) -> (metric sums, model state)
 
 The steps are `training.steps`' pure functions (also what `bench/`
 times); both the trainer and `experiments/eval.py` use this class, so
