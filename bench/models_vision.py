@@ -13,19 +13,16 @@ from typing import Any
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import optax
-from jax import lax
 
 from algebranets import algebras, metrics, models
 from algebranets.models import width_matching
+from algebranets.tasks import image_classification
 from algebranets.training import (
     config_lib,
     optimizers,
+    steps,
 )
-from algebranets.training.experiment import (
-    cast_floating,
-    is_real_io,
-)
+from algebranets.training.experiment import is_real_io
 from algebranets.training.state import TrainState
 from bench.models_common import (
     MATCH,
@@ -157,99 +154,51 @@ def vision_width(
 
 
 def vision_train_fns(
-    config,
+    config, num_classes: int = NUM_CLASSES
 ) -> tuple[Callable[..., TrainState], Callable[..., Any]]:
   """The trainer's init and train step for a vision config, on any batch.
 
-  The loss is that of the image_classification task: softmax cross entropy
-  on float32 logits, smoothed by `data.label_smoothing` (target (1 - a) *
-  onehot + a / K), plus its metric sums; the step is
-  `Experiment._train_step` without pruning (value_and_grad, optax update
-  with `optimizers.make_optimizer`, the learning rate schedule evaluated,
-  params cast to `train.compute_dtype` inside the loss).
+  The loss is the image_classification task's
+  (`image_classification.classification_loss`: softmax cross entropy on
+  float32 logits, smoothed by `data.label_smoothing` in training); init and
+  step are the trainer's own (`training.steps.make_init`,
+  `make_train_step`) with the optimizer of `optimizers.make_optimizer` and
+  no pruning, so the benchmark times exactly what `Experiment` runs.
 
   Args:
     config: a vision config (`vision_config`).
+    num_classes: K of the model's head.
 
   Returns:
     (init, train_step), both jitted: init(key, batch) -> TrainState;
     train_step(state, batch) -> (state, metrics), state donated. batch:
-    'images' float32 [B, S, S, 3], 'labels' int32 [B].
+    'images' float32 [B, S, S, 3], 'labels' int32 [B] in [0, K).
   """
   spec = models.get(config.model.name)
   model_cfg = config.model
   smoothing = float(config.data.label_smoothing)
-  compute_dtype = {"float32": None, "bfloat16": jnp.bfloat16}[
-      config.train.compute_dtype
-  ]
 
   def model_fn(batch, is_training):
-    net = spec.from_config(model_cfg, num_classes=NUM_CLASSES)
-    logits = net(batch["images"], is_training=is_training).astype(jnp.float32)
-    labels = batch["labels"]
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    ce = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-    loss = ce
-    if is_training and smoothing > 0:
-      loss = (1.0 - smoothing) * ce - smoothing * jnp.mean(logp, axis=-1)
-    _, top = lax.top_k(logits, min(5, logits.shape[-1]))
-    hit = top == labels[:, None]
-    sums = {
-        "loss_sum": jnp.sum(ce),
-        "top1": jnp.sum(hit[:, 0].astype(jnp.float32)),
-        "top5": jnp.sum(jnp.any(hit, axis=-1).astype(jnp.float32)),
-        "count": jnp.asarray(ce.shape[0], jnp.float32),
-    }
-    return jnp.mean(loss), sums
+    net = spec.from_config(model_cfg, num_classes=num_classes)
+    logits = net(batch["images"], is_training=is_training)
+    return image_classification.classification_loss(
+        logits,
+        batch["labels"],
+        batch.get("weights"),
+        label_smoothing=smoothing if is_training else 0.0,
+    )
 
   model = hk.transform_with_state(model_fn)
   optimizer, schedule = optimizers.make_optimizer(
       config.optimizer, config.train.num_steps
   )
-
-  def init(key, batch) -> TrainState:
-    init_key, train_key = jax.random.split(key)
-    params, model_state = model.init(init_key, batch, is_training=True)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        model_state=model_state,
-        opt_state=optimizer.init(params),
-        rng=jax.random.key_data(train_key),
-    )
-
-  def train_step(state: TrainState, batch):
-    key = jax.random.fold_in(state.key(), state.step)
-
-    def loss_fn(params):
-      (loss, sums), model_state = model.apply(
-          cast_floating(params, compute_dtype),
-          state.model_state,
-          key,
-          batch,
-          is_training=True,
-      )
-      return loss, (sums, model_state)
-
-    (loss, (sums, model_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True
-    )(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    metrics = dict(sums)
-    metrics["loss"] = loss
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    metrics["learning_rate"] = schedule(state.step)
-    return (
-        TrainState(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            model_state=model_state,
-            opt_state=opt_state,
-            rng=state.rng,
-        ),
-        metrics,
-    )
-
+  compute_dtype = {"float32": None, "bfloat16": jnp.bfloat16}[
+      config.train.compute_dtype
+  ]
+  train_step = steps.make_train_step(
+      model, optimizer, schedule, compute_dtype=compute_dtype
+  )
+  init = steps.make_init(model, optimizer)
   return jax.jit(init), jax.jit(train_step, donate_argnums=0)
 
 

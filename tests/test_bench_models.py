@@ -1,7 +1,8 @@
 """Tests of the model benchmark: an in-process smoke run of a tiny --quick
 variant (JSON keys and self-consistency, no timing assertions), the
-vision train step against a float64 reference, width matching, the
-generated corpus, the derived numbers and the argument checks."""
+vision train step against a float64 reference and against the trainer's
+step, width matching, the generated corpus, the derived numbers and the
+argument checks."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import numpy as np
 import pytest
 
 from algebranets import metrics, models
+from algebranets.training.experiment import Experiment
 from bench import models as bench_models
 from configs import _txl_common
+from tests import test_steps
+from tests.test_fashion_mnist import write_dataset
 
 # ResNet-50 v1.5 cut to one stage of one bottleneck block (stem, max pool,
 # block, head): the benchmark's model code path at a compile time that fits
@@ -283,6 +287,27 @@ def test_vision_train_step_matches_float64_reference():
           strict=True,
       )
   )
+
+
+def test_vision_train_step_is_the_trainers(tmp_path):
+  # The benchmark's step, built without data, against the trainer's
+  # `Experiment` of the same config on Fashion-MNIST-shaped files: same
+  # initial state (tree paths included), same metrics and state bit for bit.
+  write_dataset(tmp_path, n_train=40, n_test=10, seed=5)
+  config = test_steps.vision_config(tmp_path, "runlocal,algebra=C")
+  exp = Experiment(config)
+  init, step = bench_models.vision_train_fns(config, num_classes=10)
+  batch = bench_models.random_image_batch(jax.random.key(3), 4, 28)
+  batch["images"] = batch["images"][..., :1]  # grey images
+  batch["labels"] = batch["labels"] % 10
+  ours = init(jax.random.key(config.seed), batch)
+  theirs = exp.init()
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+  ours, metrics_ours = step(ours, batch)
+  theirs, metrics_theirs = exp.train_step(theirs, exp.to_device(batch))
+  jax.tree.map(np.testing.assert_array_equal, metrics_ours, metrics_theirs)
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
 
 
 def _smoothed_ce(logits, labels, a):

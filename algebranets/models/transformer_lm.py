@@ -27,9 +27,6 @@ numbers per token, i.e. C = d_model * width_multiplier / d algebra channels.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import haiku as hk
 import jax
 import jax.numpy as jnp

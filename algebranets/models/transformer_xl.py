@@ -81,16 +81,14 @@ d, F = d_inner * width_multiplier / d.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import algebras, config_access, kernels, layers
+from algebranets import config_access, kernels, layers
 from algebranets import layout as layout_lib
 from algebranets.layers import _checks, adaptive
 from algebranets.layers import relative_attention as rel_attn

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -27,6 +27,7 @@ import numpy as np
 from algebranets import models
 from algebranets.data import byte_windows, enwiki_sample
 from algebranets.tasks import registry
+from algebranets.tasks.base import Task
 
 VOCAB_SIZE = 256
 SOURCES = ("enwiki_sample", "bytes_file")
@@ -89,7 +90,31 @@ def _load(data_cfg) -> dict[str, np.ndarray]:
   return enwiki_sample.split_bytes(raw, tuple(data_cfg.split))
 
 
-class ByteLMTask:
+def unigram_report(
+    final: Mapping[str, float], data_info: Mapping[str, Any], split: str
+) -> list[str]:
+  """The model against the unigram baseline of `split` (`Task.report`).
+
+  Reads '<split>_unigram_bits' (with 'bits_per_byte') or
+  '<split>_unigram_perplexity' (with 'perplexity') from `data_info`.
+  """
+  lines = []
+  baseline = data_info.get(f"{split}_unigram_bits")
+  if baseline is not None and "bits_per_byte" in final:
+    lines.append(
+        f"unigram entropy of the {split} split: {baseline:.4f} bits/byte;"
+        f" the model is {baseline - final['bits_per_byte']:.4f} bits below."
+    )
+  baseline = data_info.get(f"{split}_unigram_perplexity")
+  if baseline is not None and "perplexity" in final:
+    lines.append(
+        f"unigram perplexity of the {split} split: {baseline:.1f}; the "
+        f"model's is {final['perplexity']:.1f}."
+    )
+  return lines
+
+
+class ByteLMTask(Task):
   """The byte LM task of one run (the interface the trainer uses).
 
   Batches are dicts of NumPy arrays with the batch on axis 0: 'inputs' and
@@ -97,6 +122,8 @@ class ByteLMTask:
   """
 
   metric_names = ("loss", "bits_per_byte", "accuracy")
+  # The keys of model_fn's sums (what `summarize` reads).
+  sum_names = ("nll", "correct", "count")
   # Lower is better for the headline metric (sweep tables, best checkpoint).
   headline_metric = "bits_per_byte"
 
@@ -210,6 +237,10 @@ class ByteLMTask:
           part, reference=ref
       )
     return out
+
+  def report(self, final, data_info, split) -> list[str]:
+    """The model's bits/byte below the unigram entropy of `split`."""
+    return unigram_report(final, data_info, split)
 
 
 def _build(config, *, process_index: int = 0, process_count: int = 1):

@@ -48,6 +48,7 @@ import numpy as np
 from algebranets import models
 from algebranets.data import fashion_mnist, process_rows
 from algebranets.tasks import registry
+from algebranets.tasks.base import Task
 
 NAME = "image_classification"
 SOURCES = ("fashion_mnist", "imagenet2012")
@@ -324,7 +325,50 @@ class _FashionSource:
     return out
 
 
-class ImageClassificationTask:
+def classification_loss(
+    logits: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array | None = None,
+    *,
+    label_smoothing: float = 0.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The task's loss and metric sums from logits (pure; `model_fn`'s).
+
+  Args:
+    logits: [B, K] (any float dtype; computed in float32).
+    labels: int [B].
+    weights: float [B] (0 on padding rows); None = all 1.
+    label_smoothing: a; the loss's target is (1 - a) * onehot + a / K.
+
+  Returns:
+    (weighted mean smoothed loss, sums 'loss_sum' (unsmoothed cross
+    entropy), 'top1', 'top5' (weighted correct counts), 'count' (sum of
+    weights)), float32 scalars.
+  """
+  logits = logits.astype(jnp.float32)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  ce = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+  if weights is None:
+    weights = jnp.ones_like(ce)
+  weights = weights.astype(jnp.float32)
+  loss = ce
+  if label_smoothing > 0:
+    a = label_smoothing
+    loss = (1.0 - a) * ce - a * jnp.mean(logp, axis=-1)
+  k = min(TOP_K, logits.shape[-1])
+  _, top = jax.lax.top_k(logits, k)  # ties: the lower class index first
+  hit = top == labels[:, None]
+  count = jnp.sum(weights)
+  sums = {
+      "loss_sum": jnp.sum(ce * weights),
+      "top1": jnp.sum(hit[:, 0].astype(jnp.float32) * weights),
+      "top5": jnp.sum(jnp.any(hit, axis=-1).astype(jnp.float32) * weights),
+      "count": count,
+  }
+  return jnp.sum(loss * weights) / jnp.maximum(count, 1.0), sums
+
+
+class ImageClassificationTask(Task):
   """The image classification task of one run (the trainer's interface).
 
   Batches are dicts of NumPy arrays with the batch on axis 0: 'images'
@@ -406,30 +450,12 @@ class ImageClassificationTask:
       (sum of weights), all float32 scalars.
     """
     logits = self._model()(batch["images"], is_training=is_training)
-    logits = logits.astype(jnp.float32)
-    labels = batch["labels"]
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    ce = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-    weights = batch.get("weights")
-    if weights is None:
-      weights = jnp.ones_like(ce)
-    weights = weights.astype(jnp.float32)
-    loss = ce
-    if is_training and self.label_smoothing > 0:
-      # Target (1 - a) * onehot + a / K.
-      a = self.label_smoothing
-      loss = (1.0 - a) * ce - a * jnp.mean(logp, axis=-1)
-    k = min(TOP_K, logits.shape[-1])
-    _, top = jax.lax.top_k(logits, k)  # ties: the lower class index first
-    hit = top == labels[:, None]
-    count = jnp.sum(weights)
-    sums = {
-        "loss_sum": jnp.sum(ce * weights),
-        "top1": jnp.sum(hit[:, 0].astype(jnp.float32) * weights),
-        "top5": jnp.sum(jnp.any(hit, axis=-1).astype(jnp.float32) * weights),
-        "count": count,
-    }
-    return jnp.sum(loss * weights) / jnp.maximum(count, 1.0), sums
+    return classification_loss(
+        logits,
+        batch["labels"],
+        batch.get("weights"),
+        label_smoothing=self.label_smoothing if is_training else 0.0,
+    )
 
   def macs_fn(self):
     """(untransformed fn, args) for `metrics.count_macs` on one image."""

@@ -21,8 +21,8 @@ class TaskSpec:
     data_defaults: () -> the `data` config section with its defaults.
     validate_config: (config, check_data=bool) -> None; raises ValueError
       naming the key and the fix.
-    build: (config, process_index=int, process_count=int) -> task object
-      (see `byte_lm.ByteLMTask` for the interface the trainer uses).
+    build: (config, process_index=int, process_count=int) -> a `Task`
+      (`algebranets.tasks.base`).
   """
 
   name: str

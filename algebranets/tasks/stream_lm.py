@@ -33,11 +33,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
 from algebranets import algebras, models
-from algebranets.data import corpora, lm_streams, process_rows
+from algebranets.data import corpora, lm_streams
 from algebranets.tasks import registry
+from algebranets.tasks.base import Task
+from algebranets.tasks.byte_lm import unigram_report
 
 SPLITS = ("train", "valid", "test")
 RECURRENT_MODELS = ("transformer_xl",)
@@ -102,8 +103,11 @@ def unigram_bits(
   return float(-np.mean(logp[tokens]))
 
 
-class StreamLMTask:
+class StreamLMTask(Task):
   """Transformer-XL language modelling over contiguous token streams."""
+
+  # The keys of model_fn's sums (what `summarize` reads).
+  sum_names = ("nll", "count")
 
   def __init__(self, config, *, process_index: int = 0, process_count: int = 1):
     self.config = config
@@ -182,18 +186,16 @@ class StreamLMTask:
     sums = {"nll": jnp.sum(nll * weights), "count": count}
     return sums["nll"] / jnp.maximum(count, 1.0), sums
 
-  def state_partition(self, path: str, leaf) -> P | None:
+  def state_batch_axis(self, path: str, leaf) -> int | None:
     """Memories [L, B, ...] are sharded on the batch axis like the data
     (the scalar fill count stays replicated)."""
     del leaf
-    if path.endswith("['mems']"):
-      return P(None, process_rows.DATA_AXIS)
-    return None
+    return 1 if path.endswith("['mems']") else None
 
   def eval_model_state(self, trained, fresh):
     """Evaluation starts from empty memories of the evaluation shape."""
     del trained
-    return fresh
+    return fresh()
 
   def macs_fn(self):
     """(fn, args) for `metrics.count_macs`: one training segment, B = 1."""
@@ -290,6 +292,10 @@ class StreamLMTask:
       else:
         out[f"{name}_unigram_perplexity"] = float(2.0**bits)
     return out
+
+  def report(self, final, data_info, split) -> list[str]:
+    """The model against the unigram baseline (bits or perplexity)."""
+    return unigram_report(final, data_info, split)
 
 
 def _build(config, *, process_index: int = 0, process_count: int = 1):

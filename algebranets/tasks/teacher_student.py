@@ -57,6 +57,7 @@ from algebranets.data import process_rows
 from algebranets.data import teacher_student as ts_data
 from algebranets.models import two_layer
 from algebranets.tasks import registry
+from algebranets.tasks.base import Task
 
 NAME = "teacher_student"
 SOURCE = "polynomial_teacher"
@@ -185,7 +186,7 @@ def _uses_jax(*arrays) -> bool:
   return any(isinstance(a, jax.Array) for a in arrays)
 
 
-class TeacherStudentTask:
+class TeacherStudentTask(Task):
   """The teacher-student regression task of one run (the trainer's
   interface, plus what the closed-form learners use).
 

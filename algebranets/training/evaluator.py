@@ -14,8 +14,7 @@ from typing import Any
 
 import jax
 
-from algebranets import sparsity
-from algebranets.sparsity import accounting as sparse_accounting
+from algebranets.sparsity import report as sparsity_report
 from algebranets.training import checkpointing, config_lib, workdir_compat
 from algebranets.training.experiment import Experiment
 from algebranets.training.state import TrainState
@@ -71,26 +70,6 @@ def evaluate(
   if not totals:
     raise ValueError(f"Split {split!r} produced no evaluation batches.")
   return exp.task.summarize(totals)
-
-
-def sparse_summary(exp: Experiment, state: TrainState, report) -> dict:
-  """Non-zero parameters and intrinsic MACs of a pruned model.
-
-  Args:
-    exp: an experiment with pruning enabled (masks in the optimizer state).
-    state: its TrainState.
-    report: `metrics.count_macs` report of the dense model.
-  """
-  params = jax.device_get(state.params)
-  masks = jax.device_get(state.opt_state.masks)
-  algebra = exp.config.model.get("algebra")
-  counts = sparse_accounting.nonzero_params(params, masks)
-  macs = sparse_accounting.sparse_macs(report, params, masks, lambda _: algebra)
-  return {
-      "nonzero_params": int(counts["total"]),
-      "sparse_macs_per_example": int(macs["total"]),
-      "sparsity": float(sparsity.sparsity_report(masks)["total"]),
-  }
 
 
 def load_config(workdir: str | os.PathLike):
@@ -175,7 +154,14 @@ def evaluate_workdir(
   out = {"step": int(got), "split": config.eval.split, **result}
   if exp.pruning:
     report = exp.accounting(state.params)["_report"]
-    out.update(sparse_summary(exp, state, report))
+    out.update(
+        sparsity_report.summary(
+            jax.device_get(state.params),
+            jax.device_get(state.opt_state.masks),
+            report,
+            config.model.get("algebra"),
+        )
+    )
   if write and jax.process_index() == 0:
     write_json(workdir / f"eval_{config.eval.split}_step{got}.json", out)
   return out

@@ -6,10 +6,11 @@ exposes pure, jitted functions:
 
   init()                      -> TrainState (replicated)
   train_step(state, batch)    -> (state, metrics)   state donated
-  eval_step(state, batch)     -> metric sums
+  eval_step(params, model_state, batch) -> (metric sums, model state)
 
-Both the trainer and `experiments/eval.py` use it, so evaluation of a
-checkpoint runs exactly the computation the trainer ran.
+The steps are `training.steps`' pure functions (also what `bench/`
+times); both the trainer and `experiments/eval.py` use this class, so
+evaluation of a checkpoint runs exactly the computation the trainer ran.
 """
 
 from __future__ import annotations
@@ -19,28 +20,20 @@ from typing import Any
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import optax
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
 
 from algebranets import metrics as metrics_lib
-from algebranets import models, sparsity, tasks
+from algebranets import models, tasks
 from algebranets.sparsity import from_config as sparsity_config
-from algebranets.training import config_lib, optimizers, sharding
+from algebranets.training import config_lib, optimizers, sharding, steps
 from algebranets.training.state import TrainState
+from algebranets.training.steps import cast_floating
+
+__all__ = ["REAL_IO_MODULES", "Experiment", "cast_floating", "is_real_io"]
 
 _DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 # Path components that mark the real (non-algebra) input lift and output head.
 REAL_IO_MODULES = ("stem", "head")
-
-
-def cast_floating(tree: Any, dtype) -> Any:
-  """Casts the floating leaves of `tree` to `dtype` (None: unchanged)."""
-  if dtype is None:
-    return tree
-  return jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-      tree,
-  )
 
 
 def is_real_io(module_path: str) -> bool:
@@ -79,6 +72,11 @@ class Experiment:
       # Missing, malformed or too-short data: a fix in the config or on
       # disk, reported like every other start-up check.
       raise config_lib.ConfigError(f"data ({config.data.name}): {e}") from e
+    if not isinstance(self.task, tasks.Task):
+      raise config_lib.ConfigError(
+          f"task {config.task!r} built a {type(self.task).__name__}, which "
+          "is not an algebranets.tasks.Task; subclass Task (tasks/base.py)."
+      )
     self.model = hk.transform_with_state(self.task.model_fn)
     self.optimizer, self.schedule = optimizers.make_optimizer(
         config.optimizer, config.train.num_steps
@@ -87,10 +85,14 @@ class Experiment:
     if self.pruning:
       # Masks live in the optimizer state, so they are checkpointed and
       # restored with everything else.
+      try:
+        shapes = self._param_shapes()
+      except models.ModelConfigError as e:
+        raise config_lib.ConfigError(str(e)) from None
       self.optimizer = sparsity_config.wrap_optimizer(
           self.optimizer,
           config.sparsity,
-          self._param_shapes(),
+          shapes,
           algebra=config.model.get("algebra"),
           num_steps=config.train.num_steps,
       )
@@ -98,6 +100,17 @@ class Experiment:
     self.replicated = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
 
+    self._init_fn = steps.make_init(self.model, self.optimizer)
+    self._train_step = steps.make_train_step(
+        self.model,
+        self.optimizer,
+        self.schedule,
+        compute_dtype=self.compute_dtype,
+        pruning=self.pruning,
+    )
+    self._eval_step = steps.make_eval_step(
+        self.model, compute_dtype=self.compute_dtype
+    )
     try:
       # The first trace builds the model with the data's sizes (vocabulary,
       # classes): checks that needed them run here, still before compiling.
@@ -121,73 +134,21 @@ class Experiment:
     )
 
   def _init(self) -> TrainState:
-    key = jax.random.key(self.config.seed)
-    init_key, train_key = jax.random.split(key)
     # The global batch: recurrent state (Transformer-XL memories) has it.
     example = self.task.example_batch(self.config.train.batch_size)
-    params, model_state = self.model.init(init_key, example, is_training=True)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        model_state=model_state,
-        opt_state=self.optimizer.init(params),
-        rng=jax.random.key_data(train_key),
-    )
-
-  def _train_step(self, state: TrainState, batch):
-    key = jax.random.fold_in(state.key(), state.step)
-
-    def loss_fn(params):
-      compute_params = cast_floating(params, self.compute_dtype)
-      (loss, sums), model_state = self.model.apply(
-          compute_params, state.model_state, key, batch, is_training=True
-      )
-      return loss, (sums, model_state)
-
-    (loss, (sums, model_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True
-    )(state.params)
-    updates, opt_state = self.optimizer.update(
-        grads, state.opt_state, state.params
-    )
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(sums)
-    if self.pruning:
-      params = sparsity.apply_masks(params, opt_state.masks)
-      metrics["sparsity"] = sparsity.sparsity_report(opt_state.masks)["total"]
-    metrics["loss"] = loss
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    metrics["learning_rate"] = self.schedule(state.step)
-    new_state = TrainState(
-        step=state.step + 1,
-        params=params,
-        model_state=model_state,
-        opt_state=opt_state,
-        rng=state.rng,
-    )
-    return new_state, metrics
-
-  def _eval_step(self, params, model_state, batch):
-    params = cast_floating(params, self.compute_dtype)
-    (_, sums), model_state = self.model.apply(
-        params, model_state, None, batch, is_training=False
-    )
-    return sums, model_state
+    return self._init_fn(jax.random.key(self.config.seed), example)
 
   # -------------------------------------------------------------- helpers --
   def _partition(self, tree) -> Any:
-    """NamedShardings for a state tree: the task's rule, else replicated.
-
-    A task may shard model-state leaves on the batch axis (recurrent
-    memories have the batch in them) with `state_partition(path, leaf)`
-    returning a PartitionSpec or None.
-    """
-    rule = getattr(self.task, "state_partition", None)
+    """NamedShardings for a model-state tree: leaves the task's
+    `state_batch_axis` names (recurrent memories have the batch in them)
+    are sharded on that axis like the data, the others replicated."""
 
     def one(path, leaf):
-      spec = rule(jax.tree_util.keystr(path), leaf) if rule else None
-      if spec is None:
+      axis = self.task.state_batch_axis(jax.tree_util.keystr(path), leaf)
+      if axis is None:
         return self.replicated
+      spec = PartitionSpec(*([None] * axis), sharding.DATA_AXIS)
       return NamedSharding(self.mesh, spec)
 
     return jax.tree_util.tree_map_with_path(one, tree)
@@ -216,21 +177,20 @@ class Experiment:
     fresh for the evaluation batch (the task's `eval_model_state(trained,
     fresh)` decides; by default the trained state is used as is).
     """
-    pick = getattr(self.task, "eval_model_state", None)
-    if pick is None:
-      return state.model_state
-    example = self.task.example_batch(batch_size, is_training=False)
-    fresh = jax.eval_shape(
-        lambda: self.model.init(jax.random.key(0), example, is_training=False)[
-            1
-        ]
-    )
-    shardings = self._partition(fresh)
-    zeros = jax.jit(
-        lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), fresh),
-        out_shardings=shardings,
-    )()
-    return pick(state.model_state, zeros)
+
+    def fresh():
+      example = self.task.example_batch(batch_size, is_training=False)
+      shapes = jax.eval_shape(
+          lambda: self.model.init(
+              jax.random.key(0), example, is_training=False
+          )[1]
+      )
+      return jax.jit(
+          lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
+          out_shardings=self._partition(shapes),
+      )()
+
+    return self.task.eval_model_state(state.model_state, fresh)
 
   def eval_step(self, params, model_state, batch):
     """(metric sums, next model state) of one evaluation batch."""

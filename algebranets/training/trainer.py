@@ -33,15 +33,16 @@ import jax
 import numpy as np
 
 from algebranets import metrics as metrics_lib
-from algebranets.sparsity import accounting as sparse_accounting
+from algebranets.sparsity import report as sparsity_report
 from algebranets.training import (
     checkpointing,
     config_lib,
     metric_writer,
     plots,
+    steps,
     workdir_compat,
 )
-from algebranets.training.evaluator import evaluate, sparse_summary, write_json
+from algebranets.training.evaluator import evaluate, write_json
 from algebranets.training.experiment import Experiment
 from algebranets.training.state import TrainState
 
@@ -63,8 +64,10 @@ def _say(*args) -> None:
 
 def _summarize_train(exp: Experiment, host_metrics: list[dict]) -> dict:
   sums: dict[str, float] = {}
-  # Tasks name their summed metric keys; the LM tasks predate the attribute.
-  names = getattr(exp.task, "sum_names", ("nll", "correct", "count"))
+  # The task's summed keys; by default every key the step did not add.
+  names = exp.task.sum_names or [
+      k for k in host_metrics[0] if k not in steps.STEP_METRICS
+  ]
   for m in host_metrics:
     for k in names:
       if k in m:
@@ -211,39 +214,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     state = _train_loop(exp, state, start, ckpt, writer, workdir)
 
     final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
-    # Optional task hook: metrics of the trained parameters themselves
-    # (e.g. teacher-direction recovery), reported with the final ones.
-    param_metrics = getattr(exp.task, "param_metrics", None)
-    if param_metrics is not None:
-      final.update(
-          {
-              k: float(v)
-              for k, v in param_metrics(jax.device_get(state.params)).items()
-          }
-      )
+    # Metrics of the trained parameters themselves (e.g. teacher-direction
+    # recovery), reported with the final ones.
+    param_metrics = exp.task.param_metrics(state.params)
+    final.update({k: float(v) for k, v in param_metrics.items()})
     step = int(jax.device_get(state.step))
     if exp.pruning:
-      sparse = sparse_summary(exp, state, report)
+      params = jax.device_get(state.params)
+      masks = jax.device_get(state.opt_state.masks)
+      algebra = config.model.get("algebra")
+      sparse = sparsity_report.summary(params, masks, report, algebra)
       final.update(sparse)
       if chief:
         acc["sparse"] = sparse
         write_json(workdir / "accounting.json", acc)
-        (workdir / "sparsity.txt").write_text(
-            sparse_accounting.table(
-                jax.device_get(state.params),
-                jax.device_get(state.opt_state.masks),
-                report,
-                lambda _: exp.config.model.get("algebra"),
-            )
-            + "\n"
-        )
-      _say(
-          f"pruned model: {sparse['nonzero_params']:,} of "
-          f"{acc['params_total']:,} parameters non-zero, "
-          f"{sparse['sparse_macs_per_example']:,} of "
-          f"{acc['macs_per_example']:,} intrinsic MACs/example "
-          f"(sparsity {sparse['sparsity']:.3f}; per layer: sparsity.txt)"
-      )
+        sparsity_report.write_table(workdir, params, masks, report, algebra)
+      _say(sparsity_report.headline(sparse, acc))
     writer.write_scalars(step, "eval", final)
     ckpt.wait()
     if chief:
@@ -255,18 +241,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         f"final {ev.split} (step {step}): "
         + metric_writer.format_metrics(final)
     )
-    baseline = data_info.get(f"{ev.split}_unigram_bits")
-    if baseline is not None and "bits_per_byte" in final:
-      _say(
-          f"unigram entropy of the {ev.split} split: {baseline:.4f} bits/byte;"
-          f" the model is {baseline - final['bits_per_byte']:.4f} bits below."
-      )
-    baseline = data_info.get(f"{ev.split}_unigram_perplexity")
-    if baseline is not None and "perplexity" in final:
-      _say(
-          f"unigram perplexity of the {ev.split} split: {baseline:.1f}; the "
-          f"model's is {final['perplexity']:.1f}."
-      )
+    for line in exp.task.report(final, data_info, ev.split):
+      _say(line)
   finally:
     writer.close()
     ckpt.close()
