@@ -111,7 +111,7 @@ class _Config:
 
 @pytest.fixture
 def registered(monkeypatch):
-  monkeypatch.setitem(tasks._REGISTRY, NAME, _spec(_Regression))
+  monkeypatch.setitem(tasks.registry._REGISTRY, NAME, _spec(_Regression))
 
 
 def test_defaults_of_the_hooks():
@@ -166,7 +166,7 @@ def test_minimal_task_trains_and_evaluates(registered, tmp_path):
 
 
 def test_a_builder_must_return_a_task(monkeypatch):
-  monkeypatch.setitem(tasks._REGISTRY, NAME, _spec(lambda config: object()))
+  monkeypatch.setitem(tasks.registry._REGISTRY, NAME, _spec(lambda config: object()))
   with pytest.raises(
       config_lib.ConfigError,
       match=f"task '{NAME}' built a object, which is not an "
