@@ -9,7 +9,9 @@ Workdir contents (all written by process 0):
   metrics.jsonl        one JSON object per log/eval event
   tensorboard/         TensorBoard event files
   checkpoints/<step>/  orbax checkpoints of the full TrainState
-  final_metrics.json   the final evaluation
+  final_metrics.json   the final evaluation, plus "timing" (wall time split
+                       into setup, compile, train steps, evaluation,
+                       checkpointing) and "machine" (devices, CPU cores, load)
   curves.png           training and evaluation curves
   profile/             jax.profiler trace (if train.profile_start_step >= 0)
 
@@ -36,6 +38,8 @@ from algebranets.training import (
     config_lib,
     metric_writer,
     plots,
+    progress,
+    timing,
 )
 from algebranets.training.evaluator import evaluate, sparse_summary, write_json
 from algebranets.training.experiment import Experiment
@@ -154,6 +158,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     # Closed-form learners (models with ModelSpec.fit) are fitted, not
     # trained: no optimizer, steps or checkpoints.
     return closed_form.fit_and_evaluate(config, workdir)
+  timer = timing.PhaseTimer()
   workdir = pathlib.Path(workdir)
   exp = Experiment(config)
   chief = jax.process_index() == 0
@@ -206,19 +211,27 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         f"(FLOPs = 2 x MACs; see docs/macs_and_flops.md)"
     )
 
-    state = _train_loop(exp, state, start, ckpt, writer, workdir)
+    timer.charge_segment_to("setup")  # everything since the start
+    with timer.phase("train_steps"):
+      state = _train_loop(exp, state, start, ckpt, writer, workdir, timer)
 
-    final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
-    # Optional task hook: metrics of the trained parameters themselves
-    # (e.g. teacher-direction recovery), reported with the final ones.
-    param_metrics = getattr(exp.task, "param_metrics", None)
-    if param_metrics is not None:
-      final.update(
-          {
-              k: float(v)
-              for k, v in param_metrics(jax.device_get(state.params)).items()
-          }
+    with timer.phase("evaluation"):
+      bar = progress.console_progress(f"final eval {ev.split}")
+      final = evaluate(
+          exp, state, ev.split, batch_size=ev.batch_size, progress=bar
       )
+      if bar:
+        bar.close()
+      # Optional task hook: metrics of the trained parameters themselves
+      # (e.g. teacher-direction recovery), reported with the final ones.
+      param_metrics = getattr(exp.task, "param_metrics", None)
+      if param_metrics is not None:
+        final.update(
+            {
+                k: float(v)
+                for k, v in param_metrics(jax.device_get(state.params)).items()
+            }
+        )
     step = int(jax.device_get(state.step))
     if exp.pruning:
       sparse = sparse_summary(exp, state, report)
@@ -243,11 +256,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
           f"(sparsity {sparse['sparsity']:.3f}; per layer: sparsity.txt)"
       )
     writer.write_scalars(step, "eval", final)
-    ckpt.wait()
+    with timer.phase("checkpointing"):
+      ckpt.wait()
+    # The first step of this invocation compiles; the others are timed.
+    timed = max(tr.num_steps - start - 1, 0)
+    times = timer.report(steps=timed, examples_per_step=tr.batch_size)
+    machine = timing.machine_info()
     if chief:
       write_json(
           workdir / "final_metrics.json",
-          {"step": step, "split": ev.split, **final},
+          {
+              "step": step,
+              "split": ev.split,
+              **final,
+              "timing": times,
+              "machine": machine,
+          },
       )
     _say(
         f"final {ev.split} (step {step}): "
@@ -276,6 +300,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     _say(f"TensorBoard: tensorboard --logdir {workdir / 'tensorboard'}")
     _say(f"plot: {png}")
     _say(f"checkpoints: {workdir / CHECKPOINT_DIR}")
+  for line in timing.summary_lines(times, machine):
+    _say(line)
   return final
 
 
@@ -286,6 +312,7 @@ def _train_loop(
     ckpt,
     writer,
     workdir: pathlib.Path,
+    timer: timing.PhaseTimer,
 ) -> TrainState:
   config = exp.config
   tr, ev = config.train, config.eval
@@ -322,6 +349,7 @@ def _train_loop(
       if period_start_time is None:
         # The first step compiles; time only what follows it.
         jax.block_until_ready(metrics)
+        timer.charge_segment_to("compile")
         period_start_time = time.perf_counter()
         period_start_step = step
       if profiling and step >= tr.profile_start_step + tr.profile_num_steps:
@@ -365,20 +393,22 @@ def _train_loop(
         )
       paused_at = time.perf_counter()
       if do_eval:
-        result = evaluate(
-            exp,
-            state,
-            ev.split,
-            batch_size=ev.batch_size,
-            num_batches=ev.num_batches,
-        )
+        with timer.phase("evaluation"):
+          result = evaluate(
+              exp,
+              state,
+              ev.split,
+              batch_size=ev.batch_size,
+              num_batches=ev.num_batches,
+          )
         writer.write_scalars(step, "eval", result)
         _say(
             f"eval {ev.split} @ {step}: "
             + " | ".join(f"{k} {v:.4f}" for k, v in result.items())
         )
       if do_ckpt:
-        ckpt.save(step, state.to_dict())
+        with timer.phase("checkpointing"):
+          ckpt.save(step, state.to_dict())
       if (do_eval or do_ckpt) and period_start_time is not None:
         # Evaluation and checkpointing are not training time.
         period_start_time += time.perf_counter() - paused_at
