@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from algebranets.training import progress, timing, trainer
+from algebranets.training import evaluator, progress, timing, trainer
 from tests import lm_helpers
 
 
@@ -140,6 +140,19 @@ def test_training_ends_with_the_timing_summary(tiny_corpus, tmp_path, capsys):
   assert machine["cpu_cores"] >= 1 and machine["platform"] == "cpu"
   # The existing keys are unchanged.
   assert saved["step"] == 6 and "bits_per_byte" in saved
+
+  # Evaluation progress counts finished batches up to the split's total,
+  # and watching it changes no number.
+  calls = []
+  watched = evaluator.evaluate_workdir(
+      tmp_path, progress=lambda *a: calls.append(a), write=False
+  )
+  plain = evaluator.evaluate_workdir(tmp_path, write=False)
+  assert watched == plain
+  total = calls[-1][1]
+  assert calls[-1] == (total, total) and total > 1
+  done = [c[0] for c in calls]
+  assert done == sorted(done) and all(c[1] == total for c in calls)
 
 
 class _Tty(io.StringIO):
