@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from algebranets import palette
 from scripts import convac_rank, results
 
 KIND_LABELS = {"convac": "ConvAC", "convnet": "ConvNet"}
@@ -179,7 +180,7 @@ def aggregate_runs(
 
 
 def _algebra_key(name: str) -> tuple[int, str]:
-  order = results.ALGEBRA_ORDER
+  order = palette.ALGEBRA_ORDER
   return (order.index(name), "") if name in order else (len(order), name)
 
 
@@ -246,7 +247,11 @@ def plot_accuracy(
         [r["params"] for r in pts],
         [r["mean"] for r in pts],
         yerr=[0.0 if r["std"] is None else r["std"] for r in pts],
+        # Colour = algebra (the project's palette), marker = kind, line
+        # style = overlap, hollow markers = algebra-product pooling.
+        color=palette.algebra_color(algebra),
         marker=KIND_MARKERS.get(kind, "^"),
+        markerfacecolor="none" if pooling == "algebra" else None,
         linestyle="-" if overlap else "--",
         capsize=3,
         label=label,
