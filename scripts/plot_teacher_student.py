@@ -1,8 +1,8 @@
 r"""Plot and table of the teacher-student study (configs/teacher_student.py).
 
   python -m scripts.plot_teacher_student \
-      --workdirs 'workdirs/teacher_student/*' \
-      --out workdirs/teacher_student/study
+      --workdirs 'workdirs/sweeps/teacher_student/*' \
+      --out workdirs/sweeps/teacher_student/study
 
 Reads every finished teacher_student run among the globs
 (`scripts.results.collect_runs`), groups them by (teacher activation,
