@@ -42,3 +42,22 @@ def test_user_algebra_colour_is_stable_across_processes():
   assert palette.algebra_sort_key("my_octonions") > palette.algebra_sort_key(
       "M2C"
   )
+
+
+def test_teacher_student_learners_use_the_algebra_colours():
+  from scripts import plot_teacher_student
+
+  learners = [
+      "mean",
+      "least_squares",
+      "moment_tensor",
+      "network R",
+      "network H",
+      "network H (relu)",
+  ]
+  colours = plot_teacher_student.learner_colors(learners)
+  assert colours["network R"] == palette.algebra_color("R")
+  assert colours["network H"] == colours["network H (relu)"]
+  assert colours["network H"] == palette.algebra_color("H")
+  closed_form = [colours[n] for n in learners[:3]]
+  assert closed_form == palette.other_colors(3)
