@@ -188,3 +188,12 @@ def test_console_progress_only_on_a_terminal():
   assert isinstance(
       progress.console_progress("x", stream=_Tty()), progress.ConsoleProgress
   )
+
+
+@pytest.mark.parametrize("split, batch_size", [("valid", 8), ("test", 3)])
+def test_stream_lm_counts_its_eval_batches(tiny_corpus, split, batch_size):
+  from algebranets.training.experiment import Experiment
+
+  task = Experiment(lm_helpers.txl_config(tiny_corpus)).task
+  batches = list(task.eval_batches(split, batch_size=batch_size))
+  assert task.num_eval_batches(split, batch_size) == len(batches)
