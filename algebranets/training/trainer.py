@@ -215,23 +215,23 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     with timer.phase("train_steps"):
       state = _train_loop(exp, state, start, ckpt, writer, workdir, timer)
 
+    bar = progress.console_progress(f"final eval {ev.split}")
     with timer.phase("evaluation"):
-      bar = progress.console_progress(f"final eval {ev.split}")
       final = evaluate(
           exp, state, ev.split, batch_size=ev.batch_size, progress=bar
       )
-      if bar:
-        bar.close()
-      # Optional task hook: metrics of the trained parameters themselves
-      # (e.g. teacher-direction recovery), reported with the final ones.
-      param_metrics = getattr(exp.task, "param_metrics", None)
-      if param_metrics is not None:
-        final.update(
-            {
-                k: float(v)
-                for k, v in param_metrics(jax.device_get(state.params)).items()
-            }
-        )
+    if bar:
+      bar.close()
+    # Optional task hook: metrics of the trained parameters themselves
+    # (e.g. teacher-direction recovery), reported with the final ones.
+    param_metrics = getattr(exp.task, "param_metrics", None)
+    if param_metrics is not None:
+      final.update(
+          {
+              k: float(v)
+              for k, v in param_metrics(jax.device_get(state.params)).items()
+          }
+      )
     step = int(jax.device_get(state.step))
     if exp.pruning:
       sparse = sparse_summary(exp, state, report)
