@@ -179,9 +179,7 @@ def aggregate_runs(
   return rows
 
 
-def _algebra_key(name: str) -> tuple[int, str]:
-  order = palette.ALGEBRA_ORDER
-  return (order.index(name), "") if name in order else (len(order), name)
+_algebra_key = palette.algebra_sort_key
 
 
 def accuracy_table(rows: Sequence[dict[str, Any]]) -> str:
