@@ -25,7 +25,9 @@ workdirs/sweeps/<config file name>/<point name>, outside any single run's
 workdir.
 
 Running locally skips jobs whose workdir already holds final_metrics.json,
-so an interrupted sweep resumes. Each job's output goes to the terminal and
+so an interrupted sweep resumes; a workdir whose finished run came from
+another command (sweep_job.json records it, e.g. a `:runlocal` sweep in the
+same root) is reported as failed instead of skipped. Each job's output goes to the terminal and
 to <workdir>/sweep.log; a failed job does not stop the sweep. Every job
 line starts with `[k/N]` and, once a job has finished, an ETA (the mean time
 of the jobs finished so far x the jobs left); the last line is always
@@ -216,11 +218,32 @@ def expand(
 
 FINAL_METRICS = "final_metrics.json"
 LOG_FILE = "sweep.log"
+# The command a sweep last ran in a workdir (a sweep of `:runlocal` and one
+# of the full config name their jobs alike).
+JOB_FILE = "sweep_job.json"
+
+
+def other_command(job: dict[str, Any]) -> list[str] | None:
+  """The command recorded in the job's workdir if it is not the job's."""
+  try:
+    recorded = json.loads(
+        (pathlib.Path(job["workdir"]) / JOB_FILE).read_text()
+    )["command"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None  # no record (not run by a sweep yet): nothing to compare
+  return None if recorded == job["command"] else recorded
 
 
 def is_done(job: dict[str, Any]) -> bool:
-  """The job's workdir holds a final_metrics.json (a finished run)."""
-  return (pathlib.Path(job["workdir"]) / FINAL_METRICS).is_file()
+  """The job's workdir holds a final_metrics.json (a finished run) of this
+  job's command."""
+  finished = (pathlib.Path(job["workdir"]) / FINAL_METRICS).is_file()
+  return finished and other_command(job) is None
+
+
+def _conflict(job: dict[str, Any]) -> bool:
+  finished = (pathlib.Path(job["workdir"]) / FINAL_METRICS).is_file()
+  return finished and other_command(job) is not None
 
 
 def recorded_wall_seconds(job: dict[str, Any]) -> float | None:
@@ -253,11 +276,17 @@ def dry_run_lines(jobs: list[dict[str, Any]]) -> list[str]:
   """The commands, then the job count (and an estimate from finished jobs)."""
   lines = [shlex.join(job["command"]) for job in jobs]
   done = [job for job in jobs if is_done(job)]
-  todo = len(jobs) - len(done)
+  conflicts = sum(map(_conflict, jobs))
+  todo = len(jobs) - len(done) - conflicts
   root = pathlib.Path(jobs[0]["workdir"]).parent
   text = f"sweep: {len(jobs)} jobs under {root}"
   if done:
     text += f" ({len(done)} already done and skipped, {todo} to run)"
+  if conflicts:
+    text += (
+        f"; {conflicts} workdirs hold finished runs of other commands (use "
+        "another --workdir_root)"
+    )
   walls = [w for w in map(recorded_wall_seconds, done) if w is not None]
   if walls and todo:
     mean = sum(walls) / len(walls)
@@ -330,7 +359,7 @@ def run_jobs(
   out = out or sys.stdout
   start = clock()
   n = len(jobs)
-  todo = sum(not is_done(job) for job in jobs)
+  todo = sum(not is_done(job) and not _conflict(job) for job in jobs)
   durations: list[float] = []
   failures: list[tuple[str, str, pathlib.Path]] = []
   done = skipped = 0
@@ -349,6 +378,18 @@ def run_jobs(
             f"{prefix} {job['name']}: already done (final_metrics.json), skipped"
         )
         continue
+      if _conflict(job):
+        say(f"{prefix} {job['name']}: its workdir holds another run, not run")
+        failures.append(
+            (
+                job["name"],
+                f"{job['workdir']} holds a finished run of "
+                f"`{shlex.join(other_command(job))}`; use another "
+                "--workdir_root",
+                pathlib.Path(job["workdir"]) / JOB_FILE,
+            )
+        )
+        continue
       left = todo - len(durations)  # this job included
       if durations:
         mean = sum(durations) / len(durations)
@@ -358,6 +399,10 @@ def run_jobs(
         )
       say(f"{prefix} {shlex.join(job['command'])}")
       log_path = pathlib.Path(job["workdir"]) / LOG_FILE
+      log_path.parent.mkdir(parents=True, exist_ok=True)
+      (log_path.parent / JOB_FILE).write_text(
+          json.dumps({"command": job["command"]}) + "\n"
+      )
       t0 = clock()
       status = run(job, log_path, out)
       durations.append(clock() - t0)
@@ -373,8 +418,9 @@ def run_jobs(
     interrupted = True
     raise
   finally:
-    for name, last, log_path in failures:
-      say(f"FAILED {name}: {last} (log: {log_path})")
+    for name, last, path in failures:
+      what = "record" if path.name == JOB_FILE else "log"
+      say(f"FAILED {name}: {last} ({what}: {path})")
     not_run = n - done - len(failures) - skipped if interrupted else 0
     say(summary_line(done, len(failures), skipped, clock() - start, not_run))
   return len(failures)

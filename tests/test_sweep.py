@@ -362,3 +362,34 @@ def test_real_subprocesses_log_and_report(tmp_path):
   assert log.read_text().splitlines()[-2:] == ["working", "ValueError: broken"]
   assert lines[-2] == f"FAILED bad: exit 1: ValueError: broken (log: {log})"
   assert lines[-1].startswith("sweep: 1 done, 1 failed, 0 skipped in ")
+
+
+def test_finished_run_of_another_command_is_not_skipped(tmp_path):
+  (job,) = _jobs(tmp_path, ["a"])
+  out = io.StringIO()
+
+  def run(job, log_path, stream):
+    _finish(job)
+    return 0
+
+  assert sweep.run_jobs([job], out=out, run=run, clock=_Clock()) == 0
+  record = tmp_path / "a" / sweep.JOB_FILE
+  assert json.loads(record.read_text())["command"] == job["command"]
+  # The same job again: skipped.
+  assert sweep.run_jobs([job], out=io.StringIO(), run=run) == 0
+  # Same name and workdir, other command (e.g. runlocal vs full): refused.
+  other = dict(job, command=[*job["command"], "--config.seed=1"])
+  out = io.StringIO()
+  assert sweep.run_jobs([other], out=out, run=run, clock=_Clock()) == 1
+  lines = out.getvalue().splitlines()
+  assert lines[0] == "[1/1] a: its workdir holds another run, not run"
+  assert lines[1] == (
+      f"FAILED a: {tmp_path / 'a'} holds a finished run of `python -m "
+      "experiments.train --x=a`; use another --workdir_root (record: "
+      f"{record})"
+  )
+  assert lines[-1] == "sweep: 0 done, 1 failed, 0 skipped in 0s"
+  assert sweep.dry_run_lines([other])[-1] == (
+      f"sweep: 1 jobs under {tmp_path}; 1 workdirs hold finished runs of "
+      "other commands (use another --workdir_root)"
+  )
