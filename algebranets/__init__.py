@@ -7,7 +7,19 @@ activations), `layers` (Haiku modules), `metrics` (parameter/MAC accounting),
 (task registry), `training` (configs, trainer, checkpoints, evaluation).
 """
 
-from algebranets import algebras, kernels, layers, layout, metrics, models
+from algebranets import (
+    algebras,
+    backend_log,
+    kernels,
+    layers,
+    layout,
+    metrics,
+    models,
+)
+
+# No "Unable to initialize backend 'tpu'" line on machines without a TPU
+# (JAX initialises its backends lazily, after this import).
+backend_log.install()
 
 __version__ = "0.1.0"
 

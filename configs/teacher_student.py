@@ -1,12 +1,12 @@
 r"""Teacher-student study: learning y = sum_i sigma(w_i . x), sigma a cubic.
 
 The whole study in one command (150 runs: every learner at every point,
-into workdirs/teacher_student/), then its plot and tables:
+into workdirs/sweeps/teacher_student/), then its plot and tables:
 
   python -m scripts.sweep --config configs/teacher_student.py:hermite3_only
   python -m scripts.plot_teacher_student \
-      --workdirs 'workdirs/teacher_student/*' \
-      --out workdirs/teacher_student/study
+      --workdirs 'workdirs/sweeps/teacher_student/*' \
+      --out workdirs/sweeps/teacher_student/study
 
 Without `:hermite3_only` the same sweep runs the t + t^3 teacher (its
 workdir names lack the `hermite3_only,` prefix, so both studies can share
@@ -109,7 +109,7 @@ closed-form points run through the study's fit module (`entry=`). The sweep's
 own arg sets the teacher and the training settings; d, r or budget in it
 pin that axis, and its other non-default args are repeated at the front of
 every point's arg, hence of its workdir name (e.g.
-workdirs/teacher_student/hermite3_only,d=8,r=4,budget=0.5,learner=mean), so
+workdirs/sweeps/teacher_student/hermite3_only,d=8,r=4,budget=0.5,learner=mean), so
 sweeps with different settings never share a workdir. `runlocal` sweeps a
 30-run smoke version (d = 8, r in (4, 16, 64), 100 steps).
 """

@@ -4,7 +4,9 @@ r"""Evaluates a checkpoint of a training workdir.
 
 Rebuilds the model from the workdir's config.json, restores the latest (or
 --step) checkpoint onto this machine's devices and evaluates the whole split.
-Writes <workdir>/eval_<split>_step<N>.json. (The teacher-student study's
+Shows progress with an ETA on a terminal (not in logs or pipes; --noprogress
+turns it off), prints the metrics and ends with the line
+`wrote <workdir>/eval_<split>_step<N>.json`. (The teacher-student study's
 closed-form learners have no checkpoints: `python -m
 algebranets.studies.teacher_student.evaluate` reloads theirs.)
 """
@@ -16,6 +18,7 @@ from algebranets.training import (
     config_lib,
     evaluator,
     metric_writer,
+    progress,
     sharding,
 )
 
@@ -33,6 +36,9 @@ _NUM_BATCHES = flags.DEFINE_integer(
 _DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Override data.path (data moved to another machine)."
 )
+_PROGRESS = flags.DEFINE_bool(
+    "progress", True, "Progress line with an ETA (only on a terminal)."
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -47,10 +53,17 @@ def main(argv):
       + metric_writer.format_metrics(metrics),
       flush=True,
   )
+  path = evaluator.eval_json_path(
+      _WORKDIR.value, result["split"], result["step"]
+  )
+  print(f"wrote {path}", flush=True)
 
 
 def _evaluate_checkpoint():
+  bar = None
   try:
+    split = _SPLIT.value or evaluator.load_config(_WORKDIR.value).eval.split
+    bar = progress.console_progress(f"eval {split}", enabled=_PROGRESS.value)
     return evaluator.evaluate_workdir(
         _WORKDIR.value,
         step=_STEP.value,
@@ -58,6 +71,7 @@ def _evaluate_checkpoint():
         batch_size=_BATCH.value,
         num_batches=_NUM_BATCHES.value,
         data_path=_DATA_PATH.value,
+        progress=bar,
     )
   except (
       FileNotFoundError,
@@ -65,6 +79,9 @@ def _evaluate_checkpoint():
       checkpointing.CheckpointError,
   ) as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
+  finally:
+    if bar:
+      bar.close()
 
 
 if __name__ == "__main__":

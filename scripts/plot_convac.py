@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from algebranets import palette
 from scripts import convac_rank, results
 
 KIND_LABELS = {"convac": "ConvAC", "convnet": "ConvNet"}
@@ -178,9 +179,7 @@ def aggregate_runs(
   return rows
 
 
-def _algebra_key(name: str) -> tuple[int, str]:
-  order = results.ALGEBRA_ORDER
-  return (order.index(name), "") if name in order else (len(order), name)
+_algebra_key = palette.algebra_sort_key
 
 
 def accuracy_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -246,7 +245,11 @@ def plot_accuracy(
         [r["params"] for r in pts],
         [r["mean"] for r in pts],
         yerr=[0.0 if r["std"] is None else r["std"] for r in pts],
+        # Colour = algebra (the project's palette), marker = kind, line
+        # style = overlap, hollow markers = algebra-product pooling.
+        color=palette.algebra_color(algebra),
         marker=KIND_MARKERS.get(kind, "^"),
+        markerfacecolor="none" if pooling == "algebra" else None,
         linestyle="-" if overlap else "--",
         capsize=3,
         label=label,

@@ -1,8 +1,8 @@
 r"""Plot and table of the teacher-student study (configs/teacher_student.py).
 
   python -m scripts.plot_teacher_student \
-      --workdirs 'workdirs/teacher_student/*' \
-      --out workdirs/teacher_student/study
+      --workdirs 'workdirs/sweeps/teacher_student/*' \
+      --out workdirs/sweeps/teacher_student/study
 
 Reads every finished teacher_student run among the globs
 (`scripts.results.collect_runs`), groups them by (teacher activation,
@@ -18,7 +18,9 @@ training examples'), n = 0 is 'endless fresh samples'. Writes
              final nmse (test MSE / Var(y); 1 = the trivial predictor E[y];
              log y down to 1e-4: lines of exact fits leave the panel at the
              bottom) against r / d^{3/2}, log x, one line per learner and d
-             (colour = learner, marker and line style = d). Right: the
+             (colour = learner: a network in its algebra's palette colour,
+             hollow markers for a non-default activation; marker and line
+             style = d). Right: the
              direction-recovery error (1 - mean_i max_j |cos(w_i, u_j)|) of
              the learners that estimate teacher directions.
   <out>.md   the same numbers as markdown tables, one per (teacher,
@@ -44,6 +46,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from algebranets import palette
 from scripts import results
 
 METRIC = "nmse"
@@ -134,6 +137,19 @@ def _learner_key(label: str) -> tuple[int, str]:
     return (LEARNER_ORDER.index(label), "")
   # Networks after the closed-form learners, real first.
   return (len(LEARNER_ORDER), "" if label == "network R" else label)
+
+
+def learner_colors(learners: Sequence[str]) -> dict[str, str]:
+  """'network <algebra>[ (activation)]' -> the algebra's palette colour (as
+  in every figure of the project); other learners -> `palette.other_colors`
+  in the given order."""
+  others = [name for name in learners if not name.startswith("network ")]
+  out = dict(zip(others, palette.other_colors(len(others)), strict=True))
+  for name in learners:
+    if name.startswith("network "):
+      algebra = name.removeprefix("network ").split(" (")[0]
+      out[name] = palette.algebra_color(algebra)
+  return out
 
 
 def _population_ols(workdir: str) -> float | None:
@@ -333,20 +349,19 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def plot(rows: Sequence[dict[str, Any]], out_path: str | pathlib.Path):
   """Writes the PNG (see the module docstring); returns its path."""
-  from matplotlib import colormaps
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
   learners = sorted({row["learner"] for row in rows}, key=_learner_key)
   panels = _panels(rows)
   dims = sorted({row["d"] for row in rows})
-  colours = colormaps["tab10"]
+  colours = learner_colors(learners)
   fig = Figure(figsize=(13, 5 * len(panels)), layout="constrained")
   FigureCanvasAgg(fig)
   axes = fig.subplots(len(panels), 2, squeeze=False)
   for (ax_err, ax_rec), (coeffs, budget) in zip(axes, panels, strict=True):
     has_recovery = False
-    for i, learner in enumerate(learners):
+    for learner in learners:
       for j, d in enumerate(dims):
         pts = sorted(
             (
@@ -362,7 +377,8 @@ def plot(rows: Sequence[dict[str, Any]], out_path: str | pathlib.Path):
         if not pts:
           continue
         style = dict(
-            color=colours(i % 10),
+            color=colours[learner],
+            markerfacecolor="none" if learner.endswith(")") else None,
             marker=_MARKERS[j % len(_MARKERS)],
             linestyle=_LINESTYLES[j % len(_LINESTYLES)],
             capsize=3,

@@ -15,6 +15,12 @@ writes
                        stem/head), log x, one curve per algebra, std bars
   <out>_vs_macs.png    metric vs intrinsic MACs per example
 
+The plots' title names the task, data, split, training steps and seeds; a
+dashed grey line marks the task's trivial baseline when the runs' data.json
+records one (unigram entropy for bits per byte, majority class for error);
+each algebra has its colour from `algebranets.palette`, as in every figure
+of the project.
+
 Parameter and MAC columns come from each run's `accounting.json`; see
 docs/macs_and_flops.md for their exact definitions.
 """
@@ -34,7 +40,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from algebranets import algebras
+from algebranets import algebras, palette
+from algebranets.training import plots
 
 CONFIG_FILE = "config.json"
 FINAL_METRICS_FILE = "final_metrics.json"
@@ -43,6 +50,7 @@ ACCOUNTING_FILE = "accounting.json"
 # Table/legend order: the registry's (built-ins first); algebras it does not
 # hold (user algebras recorded in a workdir) follow alphabetically.
 ALGEBRA_ORDER = tuple(algebras.names())
+DATA_FILE = "data.json"
 # Metric-name fragments for which higher is better (see lower_is_better_for).
 _HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "f1", "precision", "recall")
 ACCOUNTING_KEYS = (
@@ -86,6 +94,12 @@ def _load_run(workdir: pathlib.Path) -> dict[str, Any]:
     final = _read_json(workdir / FINAL_METRICS_FILE)
   except ValueError as e:
     raise ValueError(f"invalid JSON ({e})") from None
+  data_info = {}
+  if (workdir / DATA_FILE).is_file():
+    try:
+      data_info = _read_json(workdir / DATA_FILE)
+    except ValueError:
+      data_info = {}  # only the baseline line needs it
   accounting = {}
   if (workdir / ACCOUNTING_FILE).is_file():
     try:
@@ -110,6 +124,7 @@ def _load_run(workdir: pathlib.Path) -> dict[str, Any]:
       "final_metrics": final,
       **{k: accounting.get(k) for k in ACCOUNTING_KEYS},
       "config": config,
+      "data_info": data_info if isinstance(data_info, dict) else {},
   }
 
 
@@ -127,7 +142,7 @@ def collect_runs(globs: str | Sequence[str]) -> list[dict[str, Any]]:
     "step", "final_metrics" (the final_metrics.json dict), the accounting.json
     numbers "params_total", "params_real_io", "params_algebra",
     "macs_per_example", "flops_per_example" (None without accounting.json),
-    and "config".
+    "config" and "data_info" (data.json; {} without it).
 
   Warns:
     UserWarning: listing matched directories skipped because they lack
@@ -174,10 +189,7 @@ def collect_runs(globs: str | Sequence[str]) -> list[dict[str, Any]]:
   return runs
 
 
-def _algebra_key(name: str) -> tuple[int, str]:
-  if name in ALGEBRA_ORDER:
-    return (ALGEBRA_ORDER.index(name), "")
-  return (len(ALGEBRA_ORDER), name)
+_algebra_key = palette.algebra_sort_key
 
 
 def aggregate(runs: Sequence[dict[str, Any]], metric: str) -> list[dict]:
@@ -380,29 +392,92 @@ def write_table(
 # -- plots -------------------------------------------------------------------
 
 
-def plot_tradeoff(
+def _range_text(values: Sequence[int]) -> str:
+  """'3', '0-4' (consecutive), '0, 2, 7' or '0, 1, ..., 9' (not)."""
+  values = sorted(set(values))
+  if len(values) == 1:
+    return str(values[0])
+  if values == list(range(values[0], values[-1] + 1)):
+    return f"{values[0]}-{values[-1]}"
+  if len(values) <= 4:
+    return ", ".join(map(str, values))
+  return f"{values[0]}, {values[1]}, ..., {values[-1]}"
+
+
+def figure_title(runs: Sequence[dict[str, Any]]) -> str:
+  """'stream_lm on enwiki_sample, valid split, 600 steps, seeds 0-2 (16
+  runs)': what the runs of a results figure were.
+
+  Args:
+    runs: records from `collect_runs`.
+  """
+  tasks = sorted({str(r["config"].get("task", "?")) for r in runs})
+  data = sorted(
+      {
+          str((r["config"].get("data") or {}).get("name", ""))
+          for r in runs
+          if (r["config"].get("data") or {}).get("name")
+      }
+  )
+  splits = sorted({str(r["final_metrics"].get("split", "?")) for r in runs})
+  steps = [r["step"] for r in runs if isinstance(r["step"], int)]
+  seeds = [r["seed"] for r in runs if isinstance(r["seed"], int)]
+  text = ", ".join(tasks)
+  if data:
+    text += f" on {', '.join(data)}"
+  text += f", {'/'.join(splits)} split"
+  if steps:
+    lo, hi = min(steps), max(steps)
+    text += f", {lo} steps" if lo == hi else f", {lo}-{hi} steps"
+  if seeds:
+    text += f", seed{'s' if len(set(seeds)) > 1 else ''} {_range_text(seeds)}"
+  return text + f" ({len(runs)} run{'s' if len(runs) != 1 else ''})"
+
+
+def baselines(
+    runs: Sequence[dict[str, Any]], metric: str
+) -> list[tuple[float, str]]:
+  """The trivial predictors' values of `metric` (`plots.baseline`) in the
+  runs' data.json files, each distinct one once."""
+  found: dict[float, str] = {}
+  for r in runs:
+    split = str(r["final_metrics"].get("split", ""))
+    ref = plots.baseline(metric, r.get("data_info") or {}, split)
+    if ref is not None:
+      found.setdefault(round(ref[0], 9), ref[1])
+  return sorted(found.items())
+
+
+_SPARSITY_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def tradeoff_figure(
     rows: Sequence[dict],
     metric: str,
     x_keys: str | Sequence[str],
-    out_path: str | os.PathLike,
     *,
     lower_is_better: bool = True,
-) -> pathlib.Path:
-  """Plots the metric against cost, one panel per x key, log x.
+    title: str | None = None,
+    reference_lines: Sequence[tuple[float, str]] = (),
+):
+  """The metric against cost as a matplotlib Figure, one panel per x key.
 
-  One curve per algebra (and per sparsity target when a sweep has several),
-  points sorted by x, error bars = std over seeds (none for one seed).
+  One curve per algebra in its `palette` colour (and per sparsity target
+  when a sweep has several: same colour, another line style), points
+  sorted by x, log x, error bars = std over seeds (none for one seed).
 
   Args:
     rows: from `aggregate`.
     metric: the metric name (y label).
     x_keys: row keys for x, e.g. "macs_per_example" or ("params_total",
       "params_algebra").
-    out_path: the PNG to write.
     lower_is_better: noted in the y label.
+    title: the figure title (e.g. `figure_title(runs)`).
+    reference_lines: (value, label) horizontal dashed lines (e.g.
+      `baselines(runs, metric)`).
 
   Returns:
-    The PNG path.
+    A `matplotlib.figure.Figure` with an Agg canvas.
 
   Raises:
     ValueError: no row has a positive value for an x key (runs without
@@ -412,7 +487,7 @@ def plot_tradeoff(
   from matplotlib.figure import Figure
 
   keys = [x_keys] if isinstance(x_keys, str) else list(x_keys)
-  several_sparsities = len({r["sparsity"] for r in rows}) > 1
+  sparsities = sorted({r["sparsity"] for r in rows})
   fig = Figure(figsize=(6 * len(keys), 4.5), layout="constrained")
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, len(keys), squeeze=False)[0]
@@ -432,22 +507,57 @@ def plot_tradeoff(
     ):
       pts = sorted(curves[(algebra, sparsity)], key=lambda r: r[key])
       label = algebra + (
-          f" (sparsity {sparsity:g})" if several_sparsities else ""
+          f" (sparsity {sparsity:g})" if len(sparsities) > 1 else ""
       )
+      linestyle, marker = _SPARSITY_STYLES[
+          sparsities.index(sparsity) % len(_SPARSITY_STYLES)
+      ]
       ax.errorbar(
           [r[key] for r in pts],
           [r["mean"] for r in pts],
           yerr=[0.0 if r["std"] is None else r["std"] for r in pts],
-          marker="o",
+          color=palette.algebra_color(algebra),
+          linestyle=linestyle,
+          marker=marker,
           capsize=3,
           label=label,
       )
+    for value, label in reference_lines:
+      ax.axhline(value, label=label, **palette.BASELINE_STYLE)
     ax.set_xscale("log")
     ax.set_xlabel(X_LABELS.get(key, key))
     direction = "lower" if lower_is_better else "higher"
     ax.set_ylabel(f"{metric} ({direction} is better)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def plot_tradeoff(
+    rows: Sequence[dict],
+    metric: str,
+    x_keys: str | Sequence[str],
+    out_path: str | os.PathLike,
+    *,
+    lower_is_better: bool = True,
+    title: str | None = None,
+    reference_lines: Sequence[tuple[float, str]] = (),
+) -> pathlib.Path:
+  """Writes `tradeoff_figure(...)` as a PNG at `out_path`; returns the path.
+
+  Raises:
+    ValueError: as `tradeoff_figure`.
+  """
+  fig = tradeoff_figure(
+      rows,
+      metric,
+      x_keys,
+      lower_is_better=lower_is_better,
+      title=title,
+      reference_lines=reference_lines,
+  )
   out = pathlib.Path(out_path)
   out.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(out, format="png", dpi=100)
@@ -511,7 +621,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = pathlib.Path(args.out + suffix + ".png")
     try:
       written.append(
-          plot_tradeoff(rows, args.metric, keys, png, lower_is_better=lower)
+          plot_tradeoff(
+              rows,
+              args.metric,
+              keys,
+              png,
+              lower_is_better=lower,
+              title=figure_title(runs),
+              reference_lines=baselines(runs, args.metric),
+          )
       )
     except ValueError as e:
       warnings.warn(

@@ -31,23 +31,41 @@ program, so the sweep imports it to check the point:
 
 Every point is checked against the config (unknown keys get "Did you mean",
 values are validated) before anything runs, and repeated over `--num_seeds`
-seeds (`seed` = --first_seed + i). Running locally skips jobs whose workdir
-already holds final_metrics.json, so an interrupted sweep resumes.
+seeds (`seed` = --first_seed + i). Job workdirs default to
+workdirs/sweeps/<config file name>/<point name>, outside any single run's
+workdir.
+
+Running locally skips jobs whose workdir already holds final_metrics.json,
+so an interrupted sweep resumes; a workdir whose finished run came from
+another command (sweep_job.json records it, e.g. a `:runlocal` sweep in the
+same root) is reported as failed instead of skipped. Each job's output goes to the terminal and
+to <workdir>/sweep.log; a failed job does not stop the sweep. Every job
+line starts with `[k/N]` and, once a job has finished, an ETA (the mean time
+of the jobs finished so far x the jobs left); the last line is always
+
+  sweep: 6 done, 1 failed, 1 skipped in 4m12s
+
+with each failed job listed above it (its last output line and log path).
+`--dry_run` prints the commands, the job count and, when some jobs already
+finished, a time estimate from their recorded wall times.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import pathlib
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from absl import app, flags
 
-from algebranets.training import config_lib
+from algebranets.training import config_lib, metric_writer
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file with a sweep(), e.g. configs/X.py:arg."
@@ -55,7 +73,7 @@ _CONFIG = flags.DEFINE_string(
 _ROOT = flags.DEFINE_string(
     "workdir_root",
     None,
-    "Parent of the job workdirs (default workdirs/<config>).",
+    "Parent of the job workdirs (default workdirs/sweeps/<config>).",
 )
 _NUM_SEEDS = flags.DEFINE_integer(
     "num_seeds", 1, "Repeat every point with this many seeds."
@@ -144,6 +162,12 @@ def _validator(entry: str):
   return lambda c: module.validate(c, check_data=False)
 
 
+def default_root(config_path: str) -> str:
+  """'workdirs/sweeps/<config file stem>': a sibling of single runs'
+  workdirs (workdirs/<name>), so sweep jobs never nest inside one."""
+  return f"workdirs/sweeps/{pathlib.Path(config_path).stem}"
+
+
 def expand(
     config_arg: str,
     *,
@@ -155,7 +179,8 @@ def expand(
 
   Args:
     config_arg: 'configs/X.py' or 'configs/X.py:arg'.
-    workdir_root: parent of the workdirs; default 'workdirs/<X>'.
+    workdir_root: parent of the workdirs; default 'workdirs/sweeps/<X>'
+      (never inside the workdir of a single run such as workdirs/<X>).
     num_seeds: repeats of every point (seed = first_seed + i).
     first_seed: seed of the first repeat.
 
@@ -185,7 +210,7 @@ def expand(
   module.sweep(add, arg or None)
   if not points:
     raise ValueError(f"{path}: sweep() added no points.")
-  root = pathlib.Path(workdir_root or f"workdirs/{pathlib.Path(path).stem}")
+  root = pathlib.Path(workdir_root or default_root(path))
   jobs = []
   for point in points:
     point = dict(point)
@@ -234,6 +259,216 @@ def expand(
   return jobs
 
 
+FINAL_METRICS = "final_metrics.json"
+LOG_FILE = "sweep.log"
+# The command a sweep last ran in a workdir (a sweep of `:runlocal` and one
+# of the full config name their jobs alike).
+JOB_FILE = "sweep_job.json"
+
+
+def other_command(job: dict[str, Any]) -> list[str] | None:
+  """The command recorded in the job's workdir if it is not the job's."""
+  try:
+    recorded = json.loads(
+        (pathlib.Path(job["workdir"]) / JOB_FILE).read_text()
+    )["command"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None  # no record (not run by a sweep yet): nothing to compare
+  return None if recorded == job["command"] else recorded
+
+
+def is_done(job: dict[str, Any]) -> bool:
+  """The job's workdir holds a final_metrics.json (a finished run) of this
+  job's command."""
+  finished = (pathlib.Path(job["workdir"]) / FINAL_METRICS).is_file()
+  return finished and other_command(job) is None
+
+
+def _conflict(job: dict[str, Any]) -> bool:
+  finished = (pathlib.Path(job["workdir"]) / FINAL_METRICS).is_file()
+  return finished and other_command(job) is not None
+
+
+def recorded_wall_seconds(job: dict[str, Any]) -> float | None:
+  """Wall time a finished job recorded (final_metrics.json's timing.wall_s),
+  or None (unfinished, or written before timings were recorded)."""
+  try:
+    final = json.loads(
+        (pathlib.Path(job["workdir"]) / FINAL_METRICS).read_text()
+    )
+    return float(final["timing"]["wall_s"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def summary_line(
+    done: int, failed: int, skipped: int, seconds: float, not_run: int = 0
+) -> str:
+  """'sweep: 6 done, 1 failed, 1 skipped in 4m12s' (+ '; interrupted, 2 not
+  run' after Ctrl-C)."""
+  text = (
+      f"sweep: {done} done, {failed} failed, {skipped} skipped in "
+      f"{metric_writer.format_duration(seconds)}"
+  )
+  if not_run:
+    text += f"; interrupted, {not_run} not run"
+  return text
+
+
+def dry_run_lines(jobs: list[dict[str, Any]]) -> list[str]:
+  """The commands, then the job count (and an estimate from finished jobs)."""
+  lines = [shlex.join(job["command"]) for job in jobs]
+  done = [job for job in jobs if is_done(job)]
+  conflicts = sum(map(_conflict, jobs))
+  todo = len(jobs) - len(done) - conflicts
+  root = pathlib.Path(jobs[0]["workdir"]).parent
+  text = f"sweep: {len(jobs)} jobs under {root}"
+  if done:
+    text += f" ({len(done)} already done and skipped, {todo} to run)"
+  if conflicts:
+    text += (
+        f"; {conflicts} workdirs hold finished runs of other commands (use "
+        "another --workdir_root)"
+    )
+  walls = [w for w in map(recorded_wall_seconds, done) if w is not None]
+  if walls and todo:
+    mean = sum(walls) / len(walls)
+    text += (
+        f"; about {metric_writer.format_duration(mean * todo)} at the "
+        f"{metric_writer.format_duration(mean)} per job the finished ones "
+        "took (training wall time)"
+    )
+  elif todo:
+    text += "; no time estimate until a job has finished"
+  return [*lines, text]
+
+
+def _last_line(text: str) -> str:
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  return lines[-1] if lines else "(no output)"
+
+
+def run_subprocess(job: dict[str, Any], log_path: pathlib.Path, out) -> int:
+  """Runs a job with this interpreter, its output to `out` and the log.
+
+  Returns:
+    The exit status.
+  """
+  log_path.parent.mkdir(parents=True, exist_ok=True)
+  argv = [sys.executable, *job["command"][1:]]
+  with open(log_path, "a", encoding="utf-8") as log:
+    log.write(f"$ {shlex.join(job['command'])}\n")
+    log.flush()
+    proc = subprocess.Popen(
+        argv,
+        # Line by line through the pipe, as on a terminal.
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    try:
+      for line in proc.stdout:
+        out.write(line)
+        out.flush()
+        log.write(line)
+      return proc.wait()
+    except BaseException:  # Ctrl-C: stop the job with the sweep
+      proc.kill()
+      proc.wait()
+      raise
+
+
+def run_jobs(
+    jobs: list[dict[str, Any]],
+    *,
+    out=None,
+    run: Callable[..., int] = run_subprocess,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+  """Runs the jobs in turn (skipping finished ones) and prints a summary.
+
+  Args:
+    jobs: from `expand`.
+    out: text stream for progress and the jobs' output (default stdout).
+    run: `run(job, log_path, out) -> exit status` (tests substitute it).
+    clock: seconds (tests substitute it).
+
+  Returns:
+    The number of failed jobs (the summary line is printed last, even on
+    Ctrl-C, which re-raises after it).
+  """
+  out = out or sys.stdout
+  start = clock()
+  n = len(jobs)
+  todo = sum(not is_done(job) and not _conflict(job) for job in jobs)
+  durations: list[float] = []
+  failures: list[tuple[str, str, pathlib.Path]] = []
+  done = skipped = 0
+  interrupted = False
+
+  def say(text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+  try:
+    for i, job in enumerate(jobs):
+      prefix = f"[{i + 1}/{n}]"
+      if is_done(job):
+        skipped += 1
+        say(
+            f"{prefix} {job['name']}: already done (final_metrics.json), skipped"
+        )
+        continue
+      if _conflict(job):
+        say(f"{prefix} {job['name']}: its workdir holds another run, not run")
+        failures.append(
+            (
+                job["name"],
+                f"{job['workdir']} holds a finished run of "
+                f"`{shlex.join(other_command(job))}`; use another "
+                "--workdir_root",
+                pathlib.Path(job["workdir"]) / JOB_FILE,
+            )
+        )
+        continue
+      left = todo - len(durations)  # this job included
+      if durations:
+        mean = sum(durations) / len(durations)
+        prefix += (
+            f" ETA {metric_writer.format_duration(mean * left)} "
+            f"({metric_writer.format_duration(mean)}/job)"
+        )
+      say(f"{prefix} {shlex.join(job['command'])}")
+      log_path = pathlib.Path(job["workdir"]) / LOG_FILE
+      log_path.parent.mkdir(parents=True, exist_ok=True)
+      (log_path.parent / JOB_FILE).write_text(
+          json.dumps({"command": job["command"]}) + "\n"
+      )
+      t0 = clock()
+      status = run(job, log_path, out)
+      durations.append(clock() - t0)
+      if status == 0:
+        done += 1
+      else:
+        try:
+          last = _last_line(log_path.read_text(encoding="utf-8"))
+        except OSError:
+          last = "(no log)"
+        failures.append((job["name"], f"exit {status}: {last}", log_path))
+  except KeyboardInterrupt:
+    interrupted = True
+    raise
+  finally:
+    for name, last, path in failures:
+      what = "record" if path.name == JOB_FILE else "log"
+      say(f"FAILED {name}: {last} ({what}: {path})")
+    not_run = n - done - len(failures) - skipped if interrupted else 0
+    say(summary_line(done, len(failures), skipped, clock() - start, not_run))
+  return len(failures)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -247,16 +482,14 @@ def main(argv):
     print(json.dumps(jobs, indent=2))
     return
   if _DRY_RUN.value:
-    for job in jobs:
-      print(shlex.join(job["command"]))
+    print("\n".join(dry_run_lines(jobs)))
     return
-  for i, job in enumerate(jobs):
-    if (pathlib.Path(job["workdir"]) / "final_metrics.json").is_file():
-      print(f"[{i + 1}/{len(jobs)}] {job['name']}: done, skipped", flush=True)
-      continue
-    print(f"[{i + 1}/{len(jobs)}] {shlex.join(job['command'])}", flush=True)
-    # This interpreter, so the sweep runs in the same environment.
-    subprocess.run([sys.executable, *job["command"][1:]], check=True)
+  try:
+    failed = run_jobs(jobs)
+  except KeyboardInterrupt:
+    sys.exit(130)  # the summary is already printed; no traceback after it
+  if failed:
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ def test_train_cli_override_and_output(trained):
   assert "unigram entropy of the valid split" in stdout
   for where in ("results:", "TensorBoard:", "plot:"):
     assert where in stdout
+  # The run ends with where its time went and on what machine.
+  *_, time_line, machine_line = stdout.strip().splitlines()
+  assert time_line.startswith("time: ") and "train steps" in time_line
+  assert machine_line.startswith("machine: 1 x cpu (cpu), ")
 
 
 def test_eval_cli_restores_and_evaluates(trained):
@@ -60,6 +64,11 @@ def test_eval_cli_restores_and_evaluates(trained):
   proc = _run(["-m", "experiments.eval", f"--workdir={workdir}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 4 valid" in proc.stdout and "bits_per_byte" in proc.stdout
+  # Not a terminal: no progress line; the last line names the file written.
+  assert "batches" not in proc.stdout
+  assert proc.stdout.strip().splitlines()[-1] == (
+      f"wrote {workdir}/eval_valid_step4.json"
+  )
   saved = json.loads((workdir / "eval_valid_step4.json").read_text())
   final = json.loads((workdir / "final_metrics.json").read_text())
   assert saved["bits_per_byte"] == pytest.approx(final["bits_per_byte"], 1e-6)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from algebranets import palette
 from scripts import results
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -283,3 +284,47 @@ def test_cli(sweep, tmp_path):
   )
   assert proc.returncode == 1
   assert "error: results: no finished run" in proc.stderr
+
+
+def test_tradeoff_figure_title_baseline_and_algebra_colours(sweep):
+  for d in sweep.iterdir():
+    (d / "data.json").write_text(json.dumps({"valid_unigram_bits": 5.11}))
+  runs = results.collect_runs(str(sweep / "*"))
+  rows = results.aggregate(runs, "bits_per_byte")
+  title = results.figure_title(runs)
+  assert title == "byte_lm, valid split, 100 steps, seeds 0-1 (8 runs)"
+  refs = results.baselines(runs, "bits_per_byte")
+  assert refs == [(5.11, "unigram entropy (valid) 5.11")]
+  fig = results.tradeoff_figure(
+      rows,
+      "bits_per_byte",
+      ("params_total", "params_algebra"),
+      title=title,
+      reference_lines=refs,
+  )
+  assert fig.get_suptitle() == title
+  axes = fig.axes
+  assert [ax.get_xlabel() for ax in axes] == [
+      "real parameters (total)",
+      "real parameters without real stem/head",
+  ]
+  for ax in axes:
+    assert ax.get_ylabel() == "bits_per_byte (lower is better)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # matplotlib lists plain lines before error-bar containers.
+    assert labels == ["unigram entropy (valid) 5.11", "R", "H"]
+    ref = [line for line in ax.get_lines() if line.get_label() == labels[0]]
+    assert list(ref[0].get_ydata()) == [5.11, 5.11]
+    # Each algebra's curve has the project palette's colour.
+    for container in ax.containers:
+      line = container.lines[0]
+      assert line.get_color() == palette.algebra_color(container.get_label())
+
+
+def test_figure_title_lists_gapped_seeds_and_step_ranges(sweep):
+  runs = results.collect_runs(str(sweep / "*"))
+  runs[0] = dict(runs[0], seed=7, step=40)
+  assert results.figure_title(runs) == (
+      "byte_lm, valid split, 40-100 steps, seeds 0, 1, 7 (8 runs)"
+  )
+  assert results.baselines(runs, "bits_per_byte") == []

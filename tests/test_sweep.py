@@ -1,6 +1,8 @@
 """Tests for scripts/sweep.py."""
 
+import io
 import json
+import pathlib
 import subprocess
 import textwrap
 
@@ -34,7 +36,8 @@ def test_byte_transformer_sweep_expands_with_seeds():
 def test_single_seed_leaves_seed_alone():
   jobs = sweep.expand("configs/byte_transformer.py")
   assert all("seed" not in j["overrides"] for j in jobs)
-  assert jobs[0]["workdir"].startswith("workdirs/byte_transformer/")
+  # Outside any single run's workdir (workdirs/byte_transformer is one).
+  assert jobs[0]["workdir"].startswith("workdirs/sweeps/byte_transformer/")
 
 
 def _config_file(tmp_path, body):
@@ -88,8 +91,13 @@ def test_cli_dry_run_and_json():
 
   dry = run("--config=configs/byte_transformer.py:runlocal", "--dry_run")
   assert dry.returncode == 0, dry.stderr
-  lines = dry.stdout.strip().splitlines()
-  assert len(lines) == 8 and all("experiments.train" in x for x in lines)
+  *commands, count = dry.stdout.strip().splitlines()
+  assert len(commands) == 8
+  assert all("experiments.train" in x for x in commands)
+  assert count == (
+      "sweep: 8 jobs under workdirs/sweeps/byte_transformer; no time "
+      "estimate until a job has finished"
+  )
   js = run(
       "--config=configs/byte_transformer.py", "--format=json", "--num_seeds=3"
   )
@@ -290,3 +298,163 @@ def test_bad_entry(tmp_path, entry, message):
   )
   with pytest.raises(ValueError, match=message):
     sweep.expand(path)
+
+
+# -- running jobs here -----------------------------------------------------------
+
+
+class _Clock:
+
+  def __init__(self):
+    self.now = 0.0
+
+  def __call__(self):
+    return self.now
+
+
+def _jobs(tmp_path, names):
+  return [
+      {
+          "name": name,
+          "workdir": str(tmp_path / name),
+          "command": ["python", "-m", "experiments.train", f"--x={name}"],
+      }
+      for name in names
+  ]
+
+
+def _finish(job, wall=None):
+  workdir = pathlib.Path(job["workdir"])
+  workdir.mkdir(parents=True, exist_ok=True)
+  final = (
+      {"step": 1} if wall is None else {"step": 1, "timing": {"wall_s": wall}}
+  )
+  (workdir / "final_metrics.json").write_text(json.dumps(final))
+
+
+def test_run_jobs_prefix_eta_failures_and_summary_last(tmp_path):
+  jobs = _jobs(tmp_path, ["a", "b", "c", "d"])
+  _finish(jobs[1])  # already done: skipped
+  clock = _Clock()
+  out = io.StringIO()
+
+  def run(job, log_path, stream):
+    clock.now += 60.0  # every job takes a minute
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if job["name"] == "c":
+      log_path.write_text("step 1/2\nConfigError: data.path is not a file.\n")
+      return 1
+    stream.write(f"trained {job['name']}\n")
+    _finish(job)
+    return 0
+
+  failed = sweep.run_jobs(jobs, out=out, run=run, clock=clock)
+  assert failed == 1
+  lines = out.getvalue().splitlines()
+  assert lines[0] == (
+      "[1/4] python -m experiments.train --x=a"
+  )  # no ETA before a job has finished
+  assert lines[2] == "[2/4] b: already done (final_metrics.json), skipped"
+  # 2 of the 3 jobs to run are left, at the minute the first one took.
+  assert (
+      lines[3]
+      == "[3/4] ETA 2m00s (1m00s/job) python -m experiments.train --x=c"
+  )
+  assert (
+      lines[4]
+      == "[4/4] ETA 1m00s (1m00s/job) python -m experiments.train --x=d"
+  )
+  assert lines[-2] == (
+      f"FAILED c: exit 1: ConfigError: data.path is not a file. (log: "
+      f"{tmp_path / 'c' / 'sweep.log'})"
+  )
+  assert lines[-1] == "sweep: 2 done, 1 failed, 1 skipped in 3m00s"
+
+
+def test_run_jobs_prints_the_summary_after_ctrl_c(tmp_path):
+  jobs = _jobs(tmp_path, ["a", "b", "c"])
+  out = io.StringIO()
+
+  def run(job, log_path, stream):
+    if job["name"] == "b":
+      raise KeyboardInterrupt
+    _finish(job)
+    return 0
+
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_jobs(jobs, out=out, run=run, clock=_Clock())
+  assert out.getvalue().splitlines()[-1] == (
+      "sweep: 1 done, 0 failed, 0 skipped in 0s; interrupted, 2 not run"
+  )
+
+
+def test_dry_run_estimates_from_finished_jobs(tmp_path):
+  jobs = _jobs(tmp_path, ["a", "b", "c", "d"])
+  _finish(jobs[0], wall=30.0)
+  _finish(jobs[1], wall=90.0)
+  lines = sweep.dry_run_lines(jobs)
+  assert len(lines) == 5 and lines[0].endswith("--x=a")
+  assert lines[-1] == (
+      f"sweep: 4 jobs under {tmp_path} (2 already done and skipped, 2 to "
+      "run); about 2m00s at the 1m00s per job the finished ones took "
+      "(training wall time)"
+  )
+
+
+def test_real_subprocesses_log_and_report(tmp_path):
+  jobs = [
+      {
+          "name": "ok",
+          "workdir": str(tmp_path / "ok"),
+          "command": ["python", "-c", "print('hello from the job')"],
+      },
+      {
+          "name": "bad",
+          "workdir": str(tmp_path / "bad"),
+          "command": [
+              "python",
+              "-c",
+              "import sys; print('working'); sys.exit('ValueError: broken')",
+          ],
+      },
+  ]
+  out = io.StringIO()
+  # The "ok" job writes no final_metrics.json, but it exited 0: done.
+  assert sweep.run_jobs(jobs, out=out) == 1
+  lines = out.getvalue().splitlines()
+  assert "hello from the job" in lines
+  log = tmp_path / "bad" / "sweep.log"
+  assert log.read_text().splitlines()[-2:] == ["working", "ValueError: broken"]
+  assert lines[-2] == f"FAILED bad: exit 1: ValueError: broken (log: {log})"
+  assert lines[-1].startswith("sweep: 1 done, 1 failed, 0 skipped in ")
+
+
+def test_finished_run_of_another_command_is_not_skipped(tmp_path):
+  (job,) = _jobs(tmp_path, ["a"])
+  out = io.StringIO()
+
+  def run(job, log_path, stream):
+    _finish(job)
+    return 0
+
+  assert sweep.run_jobs([job], out=out, run=run, clock=_Clock()) == 0
+  record = tmp_path / "a" / sweep.JOB_FILE
+  assert json.loads(record.read_text())["command"] == job["command"]
+  # The same job again: skipped.
+  assert sweep.run_jobs([job], out=io.StringIO(), run=run) == 0
+  # Same name and workdir, other command (e.g. runlocal vs full): refused.
+  other = dict(job, command=[*job["command"], "--config.seed=1"])
+  out = io.StringIO()
+  assert sweep.run_jobs([other], out=out, run=run, clock=_Clock()) == 1
+  lines = out.getvalue().splitlines()
+  assert lines[0] == "[1/1] a: its workdir holds another run, not run"
+  assert lines[1] == (
+      f"FAILED a: {tmp_path / 'a'} holds a finished run of `python -m "
+      "experiments.train --x=a`; use another --workdir_root (record: "
+      f"{record})"
+  )
+  assert lines[-1] == "sweep: 0 done, 1 failed, 0 skipped in 0s"
+  assert sweep.dry_run_lines([other])[-1] == (
+      f"sweep: 1 jobs under {tmp_path}; 1 workdirs hold finished runs of "
+      "other commands (use another --workdir_root)"
+  )

@@ -263,6 +263,16 @@ class StreamLMTask(Task):
     )
     return itertools.islice(it, num_batches) if num_batches > 0 else it
 
+  def num_eval_batches(self, split: str, batch_size: int) -> int:
+    """Batches `eval_batches(split, batch_size=...)` yields (whole split)."""
+    if split not in self.corpus.splits:
+      raise ValueError(f"Unknown split {split!r}; valid: {list(SPLITS)}.")
+    return lm_streams.num_eval_segments(
+        self.corpus.splits[split].size,
+        batch_size,
+        self.config.data.eval_tgt_len,
+    )
+
   # -------------------------------------------------------------- metrics --
   def summarize(self, sums: dict[str, float]) -> dict[str, float]:
     count = max(float(sums["count"]), 1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,6 +34,15 @@ def _accumulate(totals: dict[str, float], pending: list) -> None:
       totals[k] = totals.get(k, 0.0) + float(v)
 
 
+def _ready(sums) -> bool:
+  return all(x.is_ready() for x in jax.tree.leaves(sums))
+
+
+def eval_json_path(workdir: str | os.PathLike, split: str, step: int):
+  """`<workdir>/eval_<split>_step<N>.json`, written by `evaluate_workdir`."""
+  return pathlib.Path(workdir) / f"eval_{split}_step{step}.json"
+
+
 def evaluate(
     exp: Experiment,
     state: TrainState,
@@ -40,6 +50,7 @@ def evaluate(
     *,
     batch_size: int,
     num_batches: int = 0,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, float]:
   """Runs the eval step over `split` and summarises.
 
@@ -49,12 +60,21 @@ def evaluate(
     split: 'train', 'valid' or 'test' (task dependent).
     batch_size: global evaluation batch (divisible by the device count).
     num_batches: stop after this many batches; 0 = the whole split.
+    progress: called as `progress(finished_batches, total)` as batches
+      finish (total None when the task cannot count its batches), e.g. a
+      `progress.ConsoleProgress`.
 
   Returns:
     The task's metrics, e.g. {'loss', 'bits_per_byte', 'accuracy'}.
   """
   totals: dict[str, float] = {}
   pending = []
+  total = None
+  if progress is not None and hasattr(exp.task, "num_eval_batches"):
+    total = exp.task.num_eval_batches(split, batch_size)
+    if num_batches > 0:
+      total = min(total, num_batches)
+  finished = 0
   model_state = exp.eval_model_state(state, batch_size)
   for batch in exp.task.eval_batches(
       split, batch_size=batch_size, num_batches=num_batches
@@ -63,10 +83,24 @@ def evaluate(
         state.params, model_state, exp.to_device(batch)
     )
     pending.append(sums)
+    if progress is not None:
+      # Count batches the device has finished, not merely dispatched ones
+      # (dispatch runs up to 16 ahead), so the ETA is honest.
+      ready = 0
+      while ready < len(pending) and _ready(pending[ready]):
+        ready += 1
+      _accumulate(totals, pending[:ready])
+      pending = pending[ready:]
+      finished += ready
+      progress(finished, total)
     if len(pending) >= 16:  # bounded device memory, still runs ahead
       _accumulate(totals, pending)
+      finished += len(pending)
       pending = []
   _accumulate(totals, pending)
+  finished += len(pending)
+  if progress is not None:
+    progress(finished, total)
   if not totals:
     raise ValueError(f"Split {split!r} produced no evaluation batches.")
   return exp.task.summarize(totals)
@@ -108,6 +142,7 @@ def evaluate_workdir(
     num_batches: int = 0,
     data_path: str | None = None,
     write: bool = True,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
   """Restores a checkpoint of `workdir` and evaluates it.
 
@@ -120,6 +155,7 @@ def evaluate_workdir(
     num_batches: 0 = the whole split.
     data_path: overrides `data.path` (the data moved to another machine).
     write: also write `<workdir>/eval_<split>_step<N>.json` (process 0).
+    progress: passed to `evaluate`.
 
   Returns:
     {'step', 'split', **metrics}.
@@ -150,6 +186,7 @@ def evaluate_workdir(
       config.eval.split,
       batch_size=batch_size,
       num_batches=num_batches,
+      progress=progress,
   )
   out = {"step": int(got), "split": config.eval.split, **result}
   if exp.pruning:
@@ -163,5 +200,5 @@ def evaluate_workdir(
         )
     )
   if write and jax.process_index() == 0:
-    write_json(workdir / f"eval_{config.eval.split}_step{got}.json", out)
+    write_json(eval_json_path(workdir, config.eval.split, got), out)
   return out

@@ -12,7 +12,9 @@ Workdir contents (all written by process 0):
   metrics.jsonl        one JSON object per log/eval event
   tensorboard/         TensorBoard event files
   checkpoints/<step>/  orbax checkpoints of the full TrainState
-  final_metrics.json   the final evaluation
+  final_metrics.json   the final evaluation, plus "timing" (wall time split
+                       into setup, compile, train steps, evaluation,
+                       checkpointing) and "machine" (devices, CPU cores, load)
   curves.png           training and evaluation curves
   profile/             jax.profiler trace (if train.profile_start_step >= 0)
 
@@ -39,7 +41,9 @@ from algebranets.training import (
     config_lib,
     metric_writer,
     plots,
+    progress,
     steps,
+    timing,
     workdir_compat,
 )
 from algebranets.training.evaluator import evaluate, write_json
@@ -157,6 +161,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   """
   # A file path in model.algebra becomes its registered name.
   config = workdir_compat.resolve_algebra(config, workdir)
+  timer = timing.PhaseTimer()
   workdir = pathlib.Path(workdir)
   # Before anything is written: a refused rerun leaves the workdir intact.
   workdir_compat.check_resume(config, workdir)
@@ -211,12 +216,20 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         f"(FLOPs = 2 x MACs; see docs/macs_and_flops.md)"
     )
 
-    state = _train_loop(exp, state, start, ckpt, writer, workdir)
+    timer.charge_segment_to("setup")  # everything since the start
+    with timer.phase("train_steps"):
+      state = _train_loop(exp, state, start, ckpt, writer, workdir, timer)
 
-    final = evaluate(exp, state, ev.split, batch_size=ev.batch_size)
+    bar = progress.console_progress(f"final eval {ev.split}")
+    with timer.phase("evaluation"):
+      final = evaluate(
+          exp, state, ev.split, batch_size=ev.batch_size, progress=bar
+      )
+    if bar:
+      bar.close()
     # Metrics of the trained parameters themselves (e.g. teacher-direction
     # recovery), reported with the final ones.
-    param_metrics = exp.task.param_metrics(state.params)
+    param_metrics = exp.task.param_metrics(jax.device_get(state.params))
     final.update({k: float(v) for k, v in param_metrics.items()})
     step = int(jax.device_get(state.step))
     if exp.pruning:
@@ -231,11 +244,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         sparsity_report.write_table(workdir, params, masks, report, algebra)
       _say(sparsity_report.headline(sparse, acc))
     writer.write_scalars(step, "eval", final)
-    ckpt.wait()
+    with timer.phase("checkpointing"):
+      ckpt.wait()
+    # The first step of this invocation compiles; the others are timed.
+    timed = max(tr.num_steps - start - 1, 0)
+    times = timer.report(steps=timed, examples_per_step=tr.batch_size)
+    machine = timing.machine_info()
     if chief:
       write_json(
           workdir / "final_metrics.json",
-          {"step": step, "split": ev.split, **final},
+          {
+              "step": step,
+              "split": ev.split,
+              **final,
+              "timing": times,
+              "machine": machine,
+          },
       )
     _say(
         f"final {ev.split} (step {step}): "
@@ -254,6 +278,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     _say(f"TensorBoard: tensorboard --logdir {workdir / 'tensorboard'}")
     _say(f"plot: {png}")
     _say(f"checkpoints: {workdir / CHECKPOINT_DIR}")
+  for line in timing.summary_lines(times, machine):
+    _say(line)
   return final
 
 
@@ -264,6 +290,7 @@ def _train_loop(
     ckpt,
     writer,
     workdir: pathlib.Path,
+    timer: timing.PhaseTimer,
 ) -> TrainState:
   config = exp.config
   tr, ev = config.train, config.eval
@@ -300,6 +327,7 @@ def _train_loop(
       if period_start_time is None:
         # The first step compiles; time only what follows it.
         jax.block_until_ready(metrics)
+        timer.charge_segment_to("compile")
         period_start_time = time.perf_counter()
         period_start_step = step
       if profiling and step >= tr.profile_start_step + tr.profile_num_steps:
@@ -343,20 +371,22 @@ def _train_loop(
         )
       paused_at = time.perf_counter()
       if do_eval:
-        result = evaluate(
-            exp,
-            state,
-            ev.split,
-            batch_size=ev.batch_size,
-            num_batches=ev.num_batches,
-        )
+        with timer.phase("evaluation"):
+          result = evaluate(
+              exp,
+              state,
+              ev.split,
+              batch_size=ev.batch_size,
+              num_batches=ev.num_batches,
+          )
         writer.write_scalars(step, "eval", result)
         _say(
             f"eval {ev.split} @ {step}: "
             + " | ".join(f"{k} {v:.4f}" for k, v in result.items())
         )
       if do_ckpt:
-        ckpt.save(step, state.to_dict())
+        with timer.phase("checkpointing"):
+          ckpt.save(step, state.to_dict())
       if (do_eval or do_ckpt) and period_start_time is not None:
         # Evaluation and checkpointing are not training time.
         period_start_time += time.perf_counter() - paused_at
