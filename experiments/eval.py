@@ -12,9 +12,8 @@ instead and writes eval_<split>_step0.json.
 from absl import app, flags
 
 from algebranets.training import (
-    checkpointing,
     closed_form,
-    config_lib,
+    entry_point,
     evaluator,
     metric_writer,
     sharding,
@@ -29,7 +28,10 @@ _BATCH = flags.DEFINE_integer(
     "batch_size", None, "Global eval batch (default: the config's)."
 )
 _NUM_BATCHES = flags.DEFINE_integer(
-    "num_batches", 0, "Evaluate only this many batches (0 = whole split)."
+    "num_batches",
+    0,
+    "Evaluate only this many batches (0 = whole split).",
+    lower_bound=0,
 )
 _DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Override data.path (data moved to another machine)."
@@ -84,22 +86,16 @@ def _evaluate_fitted():
 
 
 def _evaluate_checkpoint():
-  try:
-    return evaluator.evaluate_workdir(
-        _WORKDIR.value,
-        step=_STEP.value,
-        split=_SPLIT.value,
-        batch_size=_BATCH.value,
-        num_batches=_NUM_BATCHES.value,
-        data_path=_DATA_PATH.value,
-    )
-  except (
-      FileNotFoundError,
-      config_lib.ConfigError,
-      checkpointing.CheckpointError,
-  ) as e:
-    raise SystemExit(f"{type(e).__name__}: {e}") from None
+  # Errors end in one line (entry_point.run).
+  return evaluator.evaluate_workdir(
+      _WORKDIR.value,
+      step=_STEP.value,
+      split=_SPLIT.value,
+      batch_size=_BATCH.value,
+      num_batches=_NUM_BATCHES.value,
+      data_path=_DATA_PATH.value,
+  )
 
 
 if __name__ == "__main__":
-  app.run(main)
+  entry_point.run(main)

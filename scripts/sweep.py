@@ -35,7 +35,7 @@ from typing import Any
 
 from absl import app, flags
 
-from algebranets.training import config_lib
+from algebranets.training import config_lib, entry_point
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file with a sweep(), e.g. configs/X.py:arg."
@@ -213,8 +213,20 @@ def main(argv):
       continue
     print(f"[{i + 1}/{len(jobs)}] {shlex.join(job['command'])}", flush=True)
     # This interpreter, so the sweep runs in the same environment.
-    subprocess.run([sys.executable, *job["command"][1:]], check=True)
+    done = subprocess.run([sys.executable, *job["command"][1:]])
+    if done.returncode != 0:
+      # The job printed its own one-line error just above.
+      raise SweepJobError(
+          f"job {i + 1}/{len(jobs)} ({job['name']}) failed with exit code "
+          f"{done.returncode} (its error is above); fix it and rerun the "
+          "sweep: finished jobs are skipped."
+      )
+
+
+class SweepJobError(RuntimeError):
+  """A job of a local sweep failed."""
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # expand() reports every bad sweep as ValueError (ConfigError included).
+  entry_point.run(main, user_errors=(ValueError, SweepJobError))

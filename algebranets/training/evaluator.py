@@ -93,6 +93,10 @@ def sparse_summary(exp: Experiment, state: TrainState, report) -> dict:
   }
 
 
+# What every config.json written by the trainer holds.
+_CONFIG_SECTIONS = ("task", "model", "data", "train", "eval")
+
+
 def load_config(workdir: str | os.PathLike):
   """The config a workdir was trained with (its `config.json`)."""
   path = pathlib.Path(workdir) / "config.json"
@@ -101,10 +105,20 @@ def load_config(workdir: str | os.PathLike):
         f"{path} not found: {workdir} is not a training workdir (it should "
         "hold config.json and checkpoints/ written by experiments.train)."
     )
+  fix = "Restore it from the run's records, or rerun in a new --workdir."
   try:
-    return config_lib.from_json(path.read_text())
-  except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}).") from None
+    config = config_lib.from_json(path.read_text())
+  except Exception as e:  # any garbage in the file: say which file
+    raise config_lib.ConfigError(
+        f"{path} is not a valid config ({type(e).__name__}: "
+        f"{' '.join(str(e).split())[:200]}). {fix}"
+    ) from None
+  missing = [k for k in _CONFIG_SECTIONS if k not in config]
+  if missing:
+    raise config_lib.ConfigError(
+        f"{path} is not a training config: no {missing} section(s). {fix}"
+    )
+  return config
 
 
 def evaluate_workdir(
@@ -146,7 +160,10 @@ def evaluate_workdir(
   # The training batch is irrelevant here but must still pass validation.
   config.train.batch_size = -(-config.train.batch_size // n) * n
   exp = Experiment(config)
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+  # Read-only: evaluation never creates, renames or deletes anything under
+  # checkpoints/ (an unreadable newest step is skipped, not moved aside);
+  # its only write is eval_<split>_step<N>.json.
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", read_only=True)
   try:
     got, restored = ckpt.restore(exp.abstract_state().to_dict(), step=step)
   finally:

@@ -19,6 +19,11 @@ from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
+
+class DeviceCountError(ValueError):
+  """train.num_devices asks for devices this job does not have."""
+
+
 # Environment variables that mean "this process is one of several in a job";
 # jax.distributed.initialize() reads the cluster layout from them.
 _CLUSTER_ENV = (
@@ -67,19 +72,19 @@ def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
   reshapes of the M_n fold path raise a ShardingTypeError.
 
   Raises:
-    ValueError: more devices requested than exist, or a subset of devices
-      in a multi-process job (every process must take part).
+    DeviceCountError: more devices requested than exist, or a subset of
+      devices in a multi-process job (every process must take part).
   """
   available = jax.device_count()
   n = num_devices or available
   if n > available:
-    raise ValueError(
+    raise DeviceCountError(
         f"train.num_devices={num_devices} but only {available} devices are "
         f"visible ({jax.devices()[0].platform}); use <= {available} or 0 "
         "for all."
     )
   if n != available and jax.process_count() > 1:
-    raise ValueError(
+    raise DeviceCountError(
         "train.num_devices must be 0 (all devices) in a multi-process job, "
         f"got {num_devices}."
     )
