@@ -226,3 +226,28 @@ def test_non_finite_parameters_are_never_saved(
     assert f"last good checkpoint is step {saved[-1]}" in message
   else:
     assert "no checkpoint was saved" in message
+
+
+def test_eval_never_modifies_checkpoints(finished_run, tmp_path):
+  # Issue 16 item 9: evaluation renamed a damaged newest step to
+  # <step>.corrupt in a workdir it only reads.
+  from algebranets.training import evaluator
+
+  _, workdir, _ = finished_run
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  for f in (copy / "checkpoints" / "8").glob("default/**/d/*"):
+    f.write_bytes(b"")
+
+  def snapshot():
+    return sorted(
+        (str(p.relative_to(copy)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in (copy / "checkpoints").rglob("*")
+    )
+
+  before = snapshot()
+  with pytest.warns(checkpointing.CheckpointWarning, match="step 8"):
+    result = evaluator.evaluate_workdir(copy, num_batches=1)
+  assert result["step"] == 4  # fell back past the damaged step 8
+  assert snapshot() == before
+  assert (copy / "eval_valid_step4.json").is_file()
