@@ -28,6 +28,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -43,6 +44,7 @@ from algebranets.training import (
 USER_ERRORS: tuple[type[BaseException], ...] = (
     config_lib.ConfigError,
     sharding.DeviceCountError,
+    sharding.ClusterError,
     checkpointing.CheckpointError,
     trainer.NonFiniteError,
     trainer.PreemptedError,
@@ -84,13 +86,34 @@ def os_hint(err: OSError) -> str:
   return ""
 
 
+def _job_failure(err: BaseException) -> str | None:
+  """A runtime error of a multi-process job: another process is gone."""
+  if not isinstance(err, jax.errors.JaxRuntimeError):
+    return None
+  try:
+    n = jax.process_count()
+  except Exception:  # the runtime itself is broken
+    return None
+  if n < 2:
+    return None
+  text = _one_line(err)
+  if len(text) > 300:
+    text = text[:300] + " ..."
+  return (
+      f"JobError: process {jax.process_index()} of this {n}-process job "
+      f"stopped: another process died or is unreachable "
+      f"({type(err).__name__}: {text}). Every checkpoint saved so far is "
+      f"kept; restart all {n} processes with the same command to resume."
+  )
+
+
 def describe(err: BaseException) -> str | None:
   """The one-line report of a user-facing error; None for anything else."""
   if isinstance(err, USER_ERRORS):
     return f"{type(err).__name__}: {err}"
   if isinstance(err, OSError):
     return f"{type(err).__name__}: {err}.{os_hint(err)}"
-  return None
+  return _job_failure(err)
 
 
 def _override_arg(argv: Sequence[str], key: str) -> str:
@@ -158,6 +181,9 @@ def _load_failure(err: BaseException) -> str:
           f"--{name}={path}: no such config file (relative paths start at "
           f"{os.getcwd()})."
       )
+  missing = re.search(r"No such file or directory: '([^']+)'", str(err))
+  if missing:
+    return f"{missing.group(1)}: no such config file (relative paths start at {os.getcwd()})."
   lines = [ln for ln in str(err).splitlines() if ln.strip()]
   return f"Cannot load the config file: {_one_line(lines[-1])}"
 
@@ -193,10 +219,19 @@ def _exit(message: str, code: int = 1) -> None:
       for t in threading.enumerate()
       if t is not threading.main_thread() and t.is_alive() and not t.daemon
   ]
-  if stuck:
-    # Python would wait for them at exit; they may never return.
+  # Python would wait for stuck threads at exit, and may never return; in a
+  # multi-process job JAX's exit handler waits in a shutdown barrier for the
+  # other processes, which aborts with pages of logs when one of them died.
+  if stuck or _in_job():
     os._exit(code)
   raise SystemExit(code)
+
+
+def _in_job() -> bool:
+  try:
+    return jax.distributed.is_initialized()
+  except Exception:
+    return False
 
 
 def run(
