@@ -275,3 +275,11 @@ def test_cluster_layout_errors(clean_env, env, match):
     clean_env.setenv(k, v)
   with pytest.raises(sharding.ClusterError, match=match):
     sharding.cluster_layout()
+
+
+def test_slurm_example_script_is_valid_bash():
+  script = subprocess_env.ROOT / "scripts" / "slurm_train.sbatch"
+  proc = subprocess.run(["bash", "-n", str(script)], capture_output=True)
+  assert proc.returncode == 0, proc.stderr
+  text = script.read_text()
+  assert "srun" in text and "python -m experiments.train" in text
