@@ -86,8 +86,8 @@ class _DamagedError(Exception):
 class _DropOrbaxInfo(py_logging.Filter):
   """Drops orbax's INFO/DEBUG records (several per save); keeps warnings.
 
-  Orbax's errors are kept as one line each, without their tracebacks: the
-  same exception reaches `Checkpointer`, which reports it once (a full disk
+  Also drops orbax's logged exceptions: the same exception reaches
+  `Checkpointer`, which reports it once as a CheckpointError (a full disk
   otherwise printed ~300 lines of orbax/asyncio tracebacks per save).
   """
 
@@ -96,12 +96,7 @@ class _DropOrbaxInfo(py_logging.Filter):
       return True
     if record.levelno < py_logging.WARNING:
       return False
-    if record.exc_info or record.exc_text:
-      record.msg = " ".join(record.getMessage().split())[:_MAX_ERROR_CHARS]
-      record.args = ()
-      record.exc_info = None
-      record.exc_text = None
-    return True
+    return not (record.exc_info or record.exc_text)
 
 
 _ORBAX_FILTER = _DropOrbaxInfo()
