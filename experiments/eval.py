@@ -14,8 +14,7 @@ algebranets.studies.teacher_student.evaluate` reloads theirs.)
 from absl import app, flags
 
 from algebranets.training import (
-    checkpointing,
-    config_lib,
+    entry_point,
     evaluator,
     metric_writer,
     progress,
@@ -31,7 +30,10 @@ _BATCH = flags.DEFINE_integer(
     "batch_size", None, "Global eval batch (default: the config's)."
 )
 _NUM_BATCHES = flags.DEFINE_integer(
-    "num_batches", 0, "Evaluate only this many batches (0 = whole split)."
+    "num_batches",
+    0,
+    "Evaluate only this many batches (0 = whole split).",
+    lower_bound=0,
 )
 _DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Override data.path (data moved to another machine)."
@@ -60,6 +62,7 @@ def main(argv):
 
 
 def _evaluate_checkpoint():
+  # Errors end in one line (entry_point.run).
   bar = None
   try:
     split = _SPLIT.value or evaluator.load_config(_WORKDIR.value).eval.split
@@ -73,16 +76,10 @@ def _evaluate_checkpoint():
         data_path=_DATA_PATH.value,
         progress=bar,
     )
-  except (
-      FileNotFoundError,
-      config_lib.ConfigError,
-      checkpointing.CheckpointError,
-  ) as e:
-    raise SystemExit(f"{type(e).__name__}: {e}") from None
   finally:
     if bar:
       bar.close()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  entry_point.run(main)

@@ -9,7 +9,7 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 from absl import app, flags
 from ml_collections import config_flags
 
-from algebranets.training import checkpointing, config_lib, sharding, trainer
+from algebranets.training import entry_point, sharding, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -27,17 +27,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   sharding.maybe_initialize_distributed()
-  try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (
-      config_lib.ConfigError,
-      checkpointing.CheckpointError,
-      trainer.NonFiniteError,
-      trainer.PreemptedError,
-  ) as e:
-    # The message says what to change; a traceback would only bury it.
-    raise SystemExit(f"{type(e).__name__}: {e}") from None
+  # Errors end in one line (entry_point.run): the message says what to
+  # change; a traceback would only bury it.
+  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  entry_point.run(main)

@@ -35,7 +35,9 @@ def export_workdir(workdir, step=None) -> tuple[pathlib.Path, list[dict]]:
         f"{workdir} was trained without pruning (sparsity.method)."
     )
   exp = Experiment(config)
-  with checkpointing.Checkpointer(workdir / "checkpoints") as ckpt:
+  with checkpointing.Checkpointer(
+      workdir / "checkpoints", read_only=True
+  ) as ckpt:
     got, restored = ckpt.restore(exp.abstract_state().to_dict(), step=step)
   state = TrainState.from_dict(restored)
   params = jax.device_get(state.params)

@@ -65,7 +65,7 @@ from typing import Any
 
 from absl import app, flags
 
-from algebranets.training import config_lib, metric_writer
+from algebranets.training import config_lib, entry_point, metric_writer
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file with a sweep(), e.g. configs/X.py:arg."
@@ -493,4 +493,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # expand() reports every bad sweep as ValueError (ConfigError included).
+  entry_point.run(main, user_errors=(ValueError,))

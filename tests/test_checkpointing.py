@@ -519,3 +519,16 @@ def test_restore_across_device_counts(tmp_path):
   out = _python(code, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
   _device_job(1, "restore", str(four))
+
+
+def test_step_without_its_default_folder_falls_back(tmp_path):
+  # Issue 16 item 5: orbax's metadata for such a step raises
+  # KeyError('Unknown key: tree') on attribute access.
+  _save_steps(tmp_path, [1, 2]).close()
+  shutil.rmtree(tmp_path / "2" / "default")
+  ckpt = Checkpointer(tmp_path)  # a new run: nothing cached in the manager
+  with pytest.warns(CheckpointWarning, match="Falling back to step 1"):
+    step, got = ckpt.restore(_abstract(_state(0)))
+  assert step == 1
+  _assert_bit_identical(got, _state(1))
+  ckpt.close()

@@ -275,8 +275,28 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
   corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
   (entry,) = (tmp_path / "c" / "corpora").iterdir()
   (entry / "symbols.json").write_text("{broken")
-  c = corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
+  with pytest.warns(UserWarning, match="Rebuilding"):
+    c = corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
   assert c.symbols == SYMBOLS
+  assert c.splits["train"].tolist() == TRAIN_IDS
+
+
+def test_cache_entry_with_wrong_content_is_rebuilt(tmp_path):
+  # Issue 16 item 8: a valid .npy with other content (here a 100,000-token
+  # array, as in the attack) was used silently.
+  d = _wikitext_dir(tmp_path / "wt")
+  corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
+  (entry,) = (tmp_path / "c" / "corpora").iterdir()
+  np.save(entry / "train.npy", np.zeros(100_000, np.uint8))
+  with pytest.warns(UserWarning, match="does not match its record"):
+    c = corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
+  assert c.splits["train"].tolist() == TRAIN_IDS
+  # Same length, one token changed: caught by the hash, not the size.
+  train = np.load(entry / "train.npy")
+  train[0] = (train[0] + 1) % len(SYMBOLS)
+  np.save(entry / "train.npy", train)
+  with pytest.warns(UserWarning, match="does not match its record"):
+    c = corpora.load_corpus("wikitext103", d, cache_dir=tmp_path / "c")
   assert c.splits["train"].tolist() == TRAIN_IDS
 
 

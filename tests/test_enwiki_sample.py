@@ -83,6 +83,42 @@ def test_load_bytes_zip_two_members(tmp_path):
     data_lib.load_bytes(p)
 
 
+def _zip_bytes(payload: bytes) -> bytes:
+  import io
+
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    zf.writestr("enwik8", payload)
+  return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        # Issue 16 item 6: these ended in "OSError: Invalid data stream",
+        # EOFError and BadZipFile, none naming the file.
+        ("garbage.bz2", lambda p: b"this is not bzip2 data" * 10),
+        (
+            "truncated.bz2",
+            lambda p: bz2.compress(p)[: len(bz2.compress(p)) // 2],
+        ),
+        ("garbage.zip", lambda p: b"this is not a zip archive" * 10),
+        ("truncated.zip", lambda p: _zip_bytes(p)[: len(_zip_bytes(p)) // 2]),
+        # Intact zip directory, damaged deflate stream.
+        (
+            "damaged.zip",
+            lambda p: _zip_bytes(p)[:60] + bytes(200) + _zip_bytes(p)[260:],
+        ),
+    ],
+)
+def test_corrupt_archives_name_the_file(tmp_path, payload, name, content):
+  path = tmp_path / name
+  path.write_bytes(content(payload))
+  with pytest.raises(ValueError, match="corrupt or truncated") as err:
+    data_lib.load_bytes(path)
+  assert str(path) in str(err.value)
+
+
 # --- split_bytes ---
 
 

@@ -93,6 +93,17 @@ def _np(tree):
   return jax.tree.map(lambda v: np.asarray(v, np.float64), tree)
 
 
+def _f64(fn, *args, **kw):
+  """fn(*args) in float64, like the numpy references: whitening inverts a
+  d x d covariance, whose float32 rounding the condition number amplifies
+  by a CPU-dependent amount (4.7e-4 for M3R on an AVX2-only CPU, issue 16),
+  so float32 comparisons would test the CPU, not the maths."""
+  with jax.enable_x64(True):
+    out = fn(*[a if isinstance(a, bool) else _np(a) for a in args], **kw)
+    assert all(x.dtype == np.float64 for x in jax.tree.leaves(out))
+    return jax.device_get(out)
+
+
 def _inv_sqrtm_np(cov, shift):
   lam, v = np.linalg.eigh(cov)
   f = (np.maximum(lam, 0) + shift[..., None]) ** -0.5
@@ -181,9 +192,9 @@ def test_batchnorm_matches_numpy_in_training(alg, mode):
   fn = _bn(alg, mode)
   params, state = fn.init(jax.random.key(0), x, True)
   params = _randomize(params, 1)
-  y, _ = fn.apply(params, state, x, True)
   want, _ = _bn_np(x, alg, mode, _np(params["bn"]))
-  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+  y, _ = _f64(fn.apply, params, state, x, True)
+  np.testing.assert_allclose(y, want, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("alg", ["C", "H"])
@@ -249,16 +260,16 @@ def test_eval_uses_running_stats_and_keeps_state(mode):
   stats = _np(state["bn"])
   var = stats["cov"] if mode == "whiten" else stats["var"]
 
-  y, new_state = fn.apply(params, state, x, False)
+  y, new_state = _f64(fn.apply, params, state, x, False)
   want, _ = _bn_np(x, alg, mode, _np(params["bn"]), (stats["mean"], var))
-  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
-  jax.tree.map(np.testing.assert_array_equal, new_state, state)
+  np.testing.assert_allclose(y, want, rtol=1e-9, atol=1e-9)
+  jax.tree.map(np.testing.assert_array_equal, new_state, _np(state))
 
   # test_local_stats: batch statistics, state still untouched.
-  y, new_state = fn.apply(params, state, x, False, True)
+  y, new_state = _f64(fn.apply, params, state, x, False, True)
   want, _ = _bn_np(x, alg, mode, _np(params["bn"]))
-  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
-  jax.tree.map(np.testing.assert_array_equal, new_state, state)
+  np.testing.assert_allclose(y, want, rtol=1e-9, atol=1e-9)
+  jax.tree.map(np.testing.assert_array_equal, new_state, _np(state))
 
 
 @pytest.mark.parametrize(
@@ -528,7 +539,8 @@ def test_layernorm_matches_numpy(alg, mode):
   fn = _ln(alg, mode)
   params = _randomize(fn.init(None, x), 25)
   want = _ln_np(x, alg, mode, _np(params["ln"]))
-  np.testing.assert_allclose(fn.apply(params, x), want, rtol=1e-4, atol=1e-4)
+  got = _f64(fn.apply, params, x)
+  np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
 def test_component_layernorm_equals_hk_layernorm():

@@ -166,7 +166,9 @@ def test_minimal_task_trains_and_evaluates(registered, tmp_path):
 
 
 def test_a_builder_must_return_a_task(monkeypatch):
-  monkeypatch.setitem(tasks.registry._REGISTRY, NAME, _spec(lambda config: object()))
+  monkeypatch.setitem(
+      tasks.registry._REGISTRY, NAME, _spec(lambda config: object())
+  )
   with pytest.raises(
       config_lib.ConfigError,
       match=f"task '{NAME}' built a object, which is not an "

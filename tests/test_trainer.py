@@ -181,3 +181,73 @@ def test_profiler_writes_trace(tiny_corpus, tmp_path):
   )
   trainer.train_and_evaluate(config, tmp_path)
   assert list((tmp_path / "profile").rglob("*.xplane.pb"))
+
+
+@pytest.mark.parametrize("lr, every", [(1e39, 1), (1e38, 100)])
+def test_non_finite_parameters_are_never_saved(
+    tiny_corpus, tmp_path, lr, every
+):
+  # Issue 16 item 2: with lr 1e39 the loss and gradient norm of step 1 are
+  # finite but the updated parameters are not, and step 1 used to be saved
+  # as the "last good checkpoint"; with no checkpoint yet the message said
+  # "last good checkpoint is step None".
+  config = lm_helpers.tiny_config(
+      tiny_corpus,
+      **{
+          "train.num_steps": 6,
+          "train.checkpoint_every": every,
+          "train.log_every": 1,
+          "optimizer.learning_rate": lr,
+          "optimizer.warmup_steps": 0,
+          "optimizer.grad_clip_norm": 0.0,
+          "eval.every_steps": 0,
+      },
+  )
+  with pytest.raises(trainer.NonFiniteError) as err:
+    trainer.train_and_evaluate(config, tmp_path)
+  message = str(err.value)
+  assert "None" not in message
+  saved = sorted(
+      int(p.name)
+      for p in (tmp_path / "checkpoints").iterdir()
+      if p.name.isdigit()
+  )
+  # Every saved step is entirely finite, and the message names the newest.
+  abstract = Experiment(config).abstract_state().to_dict()
+  for step in saved:
+    with checkpointing.Checkpointer(
+        tmp_path / "checkpoints", read_only=True
+    ) as ckpt:
+      _, state = ckpt.restore(abstract, step=step)
+    for x in jax.tree.leaves(jax.device_get(state)):
+      if np.issubdtype(np.asarray(x).dtype, np.floating):
+        assert np.isfinite(x).all(), step
+  if saved:
+    assert f"last good checkpoint is step {saved[-1]}" in message
+  else:
+    assert "no checkpoint was saved" in message
+
+
+def test_eval_never_modifies_checkpoints(finished_run, tmp_path):
+  # Issue 16 item 9: evaluation renamed a damaged newest step to
+  # <step>.corrupt in a workdir it only reads.
+  from algebranets.training import evaluator
+
+  _, workdir, _ = finished_run
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  for f in (copy / "checkpoints" / "8").glob("default/**/d/*"):
+    f.write_bytes(b"")
+
+  def snapshot():
+    return sorted(
+        (str(p.relative_to(copy)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in (copy / "checkpoints").rglob("*")
+    )
+
+  before = snapshot()
+  with pytest.warns(checkpointing.CheckpointWarning, match="step 8"):
+    result = evaluator.evaluate_workdir(copy, num_batches=1)
+  assert result["step"] == 4  # fell back past the damaged step 8
+  assert snapshot() == before
+  assert (copy / "eval_valid_step4.json").is_file()

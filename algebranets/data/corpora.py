@@ -57,6 +57,10 @@ Word corpora (``unit='word'``; report perplexity), as TXL builds wt103
 Encoded corpora are cached under ``<cache_dir>/corpora/`` (``cache_dir`` =
 ``$ALGEBRANETS_DATA`` or ``~/.cache/algebranets``), keyed by source, options
 and the input files' paths, sizes and mtimes; a changed file is re-encoded.
+Each entry records the length and sha256 of every split it holds, checked on
+every load: an entry that does not match (a damaged or replaced ``.npy``, an
+entry written before the record existed) is rebuilt from the source, never
+used.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import warnings
 from array import array
 
 import numpy as np
@@ -269,12 +274,28 @@ def _cache_root(cache_dir) -> pathlib.Path:
   return base / "corpora"
 
 
-def _load_cached(entry: pathlib.Path):
-  meta = json.loads((entry / "symbols.json").read_text(encoding="utf-8"))
-  splits = {
-      s: np.load(entry / f"{s}.npy", allow_pickle=False).astype(np.int32)
-      for s in SPLIT_NAMES
+def _digest(ids: np.ndarray) -> dict:
+  """The record a cached split is checked against: length and sha256."""
+  data = np.ascontiguousarray(ids)
+  return {
+      "size": int(data.size),
+      "dtype": data.dtype.str,
+      "sha256": hashlib.sha256(data.view(np.uint8)).hexdigest(),
   }
+
+
+def _load_cached(entry: pathlib.Path):
+  """The entry's contents; ValueError if they do not match their record."""
+  meta = json.loads((entry / "symbols.json").read_text(encoding="utf-8"))
+  recorded = meta.get("splits")
+  if not isinstance(recorded, dict):
+    raise ValueError(f"{entry}: no size/sha256 record (an older entry)")
+  splits = {}
+  for s in SPLIT_NAMES:
+    stored = np.load(entry / f"{s}.npy", allow_pickle=False)
+    if _digest(stored) != recorded.get(s):
+      raise ValueError(f"{entry}/{s}.npy does not match its record")
+    splits[s] = stored.astype(np.int32)
   return meta["unit"], tuple(meta["symbols"]), splits
 
 
@@ -287,15 +308,15 @@ def _store(entry: pathlib.Path, unit: str, symbols: tuple, splits) -> None:
   try:
     # The smallest dtype that holds the ids: enwik8 is 100 MB, not 400 MB.
     dtype = np.min_scalar_type(max(len(symbols) - 1, 0))
+    record = {}
     for s in SPLIT_NAMES:
-      np.save(
-          tmp / f"{s}.npy",
-          splits[s].astype(dtype, copy=False),
-          allow_pickle=False,
-      )
+      stored = splits[s].astype(dtype, copy=False)
+      np.save(tmp / f"{s}.npy", stored, allow_pickle=False)
+      record[s] = _digest(stored)
     (tmp / "symbols.json").write_text(
         json.dumps(
-            {"unit": unit, "symbols": list(symbols)}, ensure_ascii=False
+            {"unit": unit, "symbols": list(symbols), "splits": record},
+            ensure_ascii=False,
         ),
         encoding="utf-8",
     )
@@ -391,8 +412,9 @@ def load_corpus(
     try:
       unit, symbols, splits = _load_cached(entry)
       return Corpus(name=name, unit=unit, symbols=symbols, splits=splits)
-    except (OSError, ValueError, KeyError):
-      # A damaged entry is rebuilt rather than trusted.
+    except (OSError, ValueError, KeyError) as e:
+      # A damaged or unverifiable entry is rebuilt rather than trusted.
+      warnings.warn(f"Rebuilding the corpus cache entry: {e}", stacklevel=2)
       shutil.rmtree(entry, ignore_errors=True)
 
   if byte_level:

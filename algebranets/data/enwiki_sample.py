@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -240,8 +241,8 @@ def load_bytes(path: str | os.PathLike) -> np.ndarray:
   Raises:
     FileNotFoundError: `path` does not exist.
     IsADirectoryError: `path` is a directory.
-    ValueError: the (decompressed) file is empty, or a zip does not hold
-      exactly one file.
+    ValueError: the (decompressed) file is empty, a zip does not hold
+      exactly one file, or a .bz2/.zip archive is corrupt or truncated.
   """
   path = pathlib.Path(path).expanduser()
   if not path.exists():
@@ -257,21 +258,32 @@ def load_bytes(path: str | os.PathLike) -> np.ndarray:
         f"{path / SAMPLE_FILENAME}."
     )
   suffix = path.suffix.lower()
-  if suffix == ".bz2":
-    with bz2.open(path, "rb") as f:
-      raw = f.read()
-  elif suffix == ".zip":
-    with zipfile.ZipFile(path) as zf:
-      files = [i for i in zf.infolist() if not i.is_dir()]
-      if len(files) != 1:
-        raise ValueError(
-            f"Zip archive {path} holds {len(files)} files "
-            f"({[i.filename for i in files]}); expected exactly one (like "
-            "enwik8.zip). Extract the file you want and pass its path."
-        )
-      raw = zf.read(files[0])
-  else:
-    raw = path.read_bytes()
+  try:
+    if suffix == ".bz2":
+      with bz2.open(path, "rb") as f:
+        raw = f.read()
+    elif suffix == ".zip":
+      with zipfile.ZipFile(path) as zf:
+        files = [i for i in zf.infolist() if not i.is_dir()]
+        if len(files) != 1:
+          raise ValueError(
+              f"Zip archive {path} holds {len(files)} files "
+              f"({[i.filename for i in files]}); expected exactly one (like "
+              "enwik8.zip). Extract the file you want and pass its path."
+          )
+        raw = zf.read(files[0])
+    else:
+      raw = path.read_bytes()
+  except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    if suffix not in (".bz2", ".zip"):
+      raise
+    # bz2 says "Invalid data stream" or EOFError, zipfile "BadZipFile",
+    # none of them naming the file.
+    raise ValueError(
+        f"{path} is not a readable {suffix[1:]} archive: it is corrupt or "
+        f"truncated ({type(e).__name__}: {e}). Download it again, or pass "
+        "the uncompressed file."
+    ) from None
   if not raw:
     raise ValueError(
         f"Data file {path} is empty (0 bytes after decompression). Delete it "

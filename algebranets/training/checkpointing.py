@@ -41,6 +41,7 @@ the requested structure (the config changed) is an error, not a fallback.
 
 from __future__ import annotations
 
+import errno
 import logging as py_logging
 import os
 import pathlib
@@ -83,12 +84,19 @@ class _DamagedError(Exception):
 
 
 class _DropOrbaxInfo(py_logging.Filter):
-  """Drops orbax's INFO/DEBUG records (several per save); keeps warnings."""
+  """Drops orbax's INFO/DEBUG records (several per save); keeps warnings.
+
+  Also drops orbax's logged exceptions: the same exception reaches
+  `Checkpointer`, which reports it once as a CheckpointError (a full disk
+  otherwise printed ~300 lines of orbax/asyncio tracebacks per save).
+  """
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    if record.levelno >= py_logging.WARNING:
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
-    return f"{os.sep}orbax{os.sep}" not in record.pathname
+    if record.levelno < py_logging.WARNING:
+      return False
+    return not (record.exc_info or record.exc_text)
 
 
 _ORBAX_FILTER = _DropOrbaxInfo()
@@ -100,6 +108,31 @@ def _quiet_orbax() -> None:
   logger = py_logging.getLogger("absl")
   if _ORBAX_FILTER not in logger.filters:
     logger.addFilter(_ORBAX_FILTER)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+  """The first OSError in `err`'s cause/context chain, if any."""
+  seen = set()
+  while err is not None and id(err) not in seen:
+    seen.add(id(err))
+    if isinstance(err, OSError) and err.errno is not None:
+      return err
+    err = err.__cause__ or err.__context__
+  return None
+
+
+def _save_hint(err: BaseException) -> str:
+  os_err = _os_error(err)
+  code = os_err.errno if os_err is not None else None
+  # tensorstore reports OS errors as ValueError text ("... No space left on
+  # device [os_error_code='28']"), so look at the message as well.
+  text = str(err)
+  if code == errno.ENOSPC or os.strerror(errno.ENOSPC) in text:
+    return "The disk is full: free space there"
+  not_writable = (errno.EACCES, errno.EPERM, errno.EROFS)
+  if code in not_writable or any(os.strerror(c) in text for c in not_writable):
+    return "The directory is not writable: make it writable"
+  return "Fix the cause in parentheses"
 
 
 def _short(err: BaseException) -> str:
@@ -283,11 +316,12 @@ def _make_manager(
     create: bool,
 ) -> ocp.CheckpointManager:
   # PyTreeCheckpointHandler (not Standard) because it supports partial
-  # restore, which `restore_params` uses to read only the params.
+  # restore, which `restore_params` uses to read only the params. Passed as
+  # the single `item_handlers` (not a handler registry) so that the manager
+  # is in single-item mode from the start: with a registry orbax infers the
+  # mode from the first step it reads, and a step missing its `default/`
+  # folder then made every other step unreadable too.
   handler = ocp.PyTreeCheckpointHandler()
-  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
-  registry.add(_ITEM, ocp.args.PyTreeSave, handler)
-  registry.add(_ITEM, ocp.args.PyTreeRestore, handler)
   options = ocp.CheckpointManagerOptions(
       preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
       enable_async_checkpointing=async_save,
@@ -296,9 +330,14 @@ def _make_manager(
       # save of a trainer that a concurrent reader (an evaluator) shares the
       # directory with; `Checkpointer.save` cleans them up instead.
       cleanup_tmp_directories=False,
+      # A step directory that cannot be created (read-only or full disk)
+      # must fail in `save()` itself: created in orbax's background threads,
+      # the failure left other threads waiting ~300 s for its signal, and the
+      # process could not exit.
+      async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
   )
   return ocp.CheckpointManager(
-      directory, options=options, handler_registry=registry
+      directory, options=options, item_handlers=handler
   )
 
 
@@ -312,12 +351,14 @@ def _saved_arrays(
   """{path: array metadata} of a step; _DamagedError if unreadable."""
   try:
     meta = manager.item_metadata(step)
+    # Inside the try: for a damaged step the metadata object itself may
+    # raise on attribute access (KeyError, not AttributeError).
+    tree = getattr(meta, "tree", meta)
+    flat = _flat(tree) if tree is not None else {}
   except Exception as e:  # any read failure means damage
     raise _DamagedError(
         f"its array metadata is unreadable ({_short(e)})"
     ) from e
-  tree = getattr(meta, "tree", meta)
-  flat = _flat(tree) if tree is not None else {}
   if not flat:
     raise _DamagedError(
         f"its array metadata {_step_dir(directory, step) / _ITEM}/_METADATA is "
@@ -523,6 +564,7 @@ class Checkpointer:
       *,
       keep: int = 3,
       async_save: bool = True,
+      read_only: bool = False,
   ):
     """Opens (creating if missing) a checkpoints directory.
 
@@ -532,6 +574,9 @@ class Checkpointer:
         deleted after each save.
       async_save: write in a background thread; `save` returns once the
         arrays are copied to host memory.
+      read_only: for readers (evaluation, sampling): nothing in the
+        directory is ever created, renamed or deleted (an unreadable newest
+        step is skipped, not moved aside), and `save` raises.
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
       raise ValueError(
@@ -545,13 +590,24 @@ class Checkpointer:
           f"Checkpoint directory {self._directory} exists and is a file; "
           "pass a directory path (normally <workdir>/checkpoints)."
       )
-    if jax.process_index() == 0:
+    self._read_only = read_only
+    if read_only and not self._directory.is_dir():
+      raise CheckpointError(
+          f"No checkpoints directory at {self._directory}. Point to the "
+          "workdir of a run that saved a checkpoint."
+      )
+    if jax.process_index() == 0 and not read_only:
       self._directory.mkdir(parents=True, exist_ok=True)
     self._manager = _make_manager(
-        self._directory, keep=keep, async_save=async_save, create=True
+        self._directory,
+        keep=keep,
+        async_save=async_save,
+        create=not read_only,
     )
     self._tmp_cleaned = False
     self._closed = False
+    self._failed: CheckpointError | None = None
+    self._pending_step: int | None = None
 
   @property
   def directory(self) -> pathlib.Path:
@@ -562,6 +618,35 @@ class Checkpointer:
       raise RuntimeError(
           f"Checkpointer for {self._directory} is closed; create a new one."
       )
+
+  def _save_failed(self, step: int, err: BaseException) -> CheckpointError:
+    """Records a failed save; every later save/wait raises the same error."""
+    if self._failed is None:
+      done = [s for s in self.all_steps() if s != step]
+      self._failed = CheckpointError(
+          f"Saving checkpoint step {step} in {self._directory} failed "
+          f"({_short(err)}). "
+          + (
+              f"The last complete checkpoint is step {done[-1]}"
+              if done
+              else "No checkpoint was completed"
+          )
+          + f". {_save_hint(err)}, then rerun the same command to resume."
+      )
+    return self._failed
+
+  def check(self) -> None:
+    """Raises CheckpointError if an earlier (async) save has failed.
+
+    Cheap; the trainer calls it at every log step so that a failed
+    background save stops the run at once, not at the next save.
+    """
+    if self._failed is not None:
+      raise self._failed
+    try:
+      self._manager.check_for_errors()
+    except Exception as e:
+      raise self._save_failed(self._pending_step, e) from e
 
   def _remove_stale_tmp_dirs(self) -> None:
     # Saves killed mid-write leave `<step>.orbax-checkpoint-tmp`; orbax never
@@ -587,6 +672,10 @@ class Checkpointer:
       state: a pytree of arrays (the layout in the module docstring).
     """
     self._check_open()
+    if self._read_only:
+      raise RuntimeError(
+          f"Checkpointer for {self._directory} is read-only; cannot save."
+      )
     step = int(step)
     if step < 0:
       raise ValueError(f"step must be >= 0, got {step}.")
@@ -601,6 +690,10 @@ class Checkpointer:
             "fingerprints": _fingerprints(state),
         }
     }
+    # orbax waits for the previous async save first anyway; waiting here
+    # attributes a failure of that save to its own step.
+    self.wait()
+    self._pending_step = step
     try:
       self._manager.save(
           step,
@@ -610,10 +703,21 @@ class Checkpointer:
       )
     except ocp.checkpoint_manager.StepAlreadyExistsError:
       logging.info("Checkpoint step %d already exists; not saving it.", step)
+    except Exception as e:
+      raise self._save_failed(step, e) from e
 
   def wait(self) -> None:
-    """Blocks until pending async saves (and deletions) are finished."""
-    self._manager.wait_until_finished()
+    """Blocks until pending async saves (and deletions) are finished.
+
+    Raises:
+      CheckpointError: a save failed (read-only or full disk, ...).
+    """
+    if self._failed is not None:
+      raise self._failed
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:
+      raise self._save_failed(self._pending_step, e) from e
 
   def all_steps(self) -> list[int]:
     """Saved steps, ascending (including one whose async save is pending)."""
@@ -652,15 +756,23 @@ class Checkpointer:
         abstract,
         None if step is None else int(step),
         subtree=None,
-        quarantine=True,
+        quarantine=not self._read_only,
     )
 
   def close(self) -> None:
-    """Waits for pending saves, then releases orbax's resources. Idempotent."""
+    """Waits for pending saves, then releases orbax's resources. Idempotent.
+
+    After a failed save this does not raise (the error was raised where it
+    happened); it only releases what it can.
+    """
     if self._closed:
       return
     self._closed = True
-    self._manager.close()
+    try:
+      self._manager.close()
+    except Exception as e:
+      if self._failed is None:
+        raise self._save_failed(self._pending_step, e) from e
 
   def __enter__(self) -> Checkpointer:
     return self

@@ -106,6 +106,10 @@ def evaluate(
   return exp.task.summarize(totals)
 
 
+# What every config.json written by the trainer holds.
+_CONFIG_SECTIONS = ("task", "model", "data", "train", "eval")
+
+
 def load_config(workdir: str | os.PathLike):
   """The config a workdir was trained with (its `config.json`).
 
@@ -123,10 +127,19 @@ def load_config(workdir: str | os.PathLike):
         f"{path} not found: {workdir} is not a training workdir (it should "
         "hold config.json and checkpoints/ written by experiments.train)."
     )
+  fix = "Restore it from the run's records, or rerun in a new --workdir."
   try:
     config = config_lib.from_json(path.read_text())
-  except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}).") from None
+  except Exception as e:  # any garbage in the file: say which file
+    raise config_lib.ConfigError(
+        f"{path} is not a valid config ({type(e).__name__}: "
+        f"{' '.join(str(e).split())[:200]}). {fix}"
+    ) from None
+  missing = [k for k in _CONFIG_SECTIONS if k not in config]
+  if missing:
+    raise config_lib.ConfigError(
+        f"{path} is not a training config: no {missing} section(s). {fix}"
+    )
   # Registers the recorded algebra (a file algebra needs no file) and
   # refuses a config.json edited away from what the checkpoints hold.
   workdir_compat.restore(config, workdir)
@@ -174,7 +187,10 @@ def evaluate_workdir(
   # The training batch is irrelevant here but must still pass validation.
   config.train.batch_size = -(-config.train.batch_size // n) * n
   exp = Experiment(config)
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+  # Read-only: evaluation never creates, renames or deletes anything under
+  # checkpoints/ (an unreadable newest step is skipped, not moved aside);
+  # its only write is eval_<split>_step<N>.json.
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", read_only=True)
   try:
     got, restored = ckpt.restore(exp.abstract_state().to_dict(), step=step)
   finally:

@@ -17,6 +17,8 @@ Workdir contents (all written by process 0):
                        checkpointing) and "machine" (devices, CPU cores, load)
   curves.png           training and evaluation curves
   profile/             jax.profiler trace (if train.profile_start_step >= 0)
+  .lock                held (fcntl.flock) by the running trainer; see
+                       `workdir_lock`
 
 Resume order: a checkpoint in `workdir/checkpoints` > `train.init_from`
 (params only) > scratch. The data position is the step (batches are a
@@ -32,6 +34,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from algebranets import metrics as metrics_lib
@@ -45,6 +48,7 @@ from algebranets.training import (
     steps,
     timing,
     workdir_compat,
+    workdir_lock,
 )
 from algebranets.training.evaluator import evaluate, write_json
 from algebranets.training.experiment import Experiment
@@ -54,7 +58,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 class NonFiniteError(RuntimeError):
-  """The loss or the gradient norm became NaN or Inf."""
+  """The loss, the gradient norm or the state to be saved became NaN/Inf."""
 
 
 class PreemptedError(RuntimeError):
@@ -87,21 +91,63 @@ def _summarize_train(exp: Experiment, host_metrics: list[dict]) -> dict:
   return out
 
 
+_NON_FINITE_FIX = (
+    "Lower optimizer.learning_rate, set optimizer.grad_clip_norm, or use "
+    "train.compute_dtype='float32'"
+)
+
+
+def _last_good(ckpt) -> str:
+  """Where a rerun resumes from (every saved step passed `_check_state`)."""
+  ckpt.wait()
+  last = ckpt.latest_step()
+  if last is None:
+    return (
+        "no checkpoint was saved, so the run starts over. "
+        + _NON_FINITE_FIX
+        + ", then rerun the same command."
+    )
+  return (
+      f"the last good checkpoint is step {last}. {_NON_FINITE_FIX}, then "
+      "rerun the same command to resume from it."
+  )
+
+
 def _check_finite(host_metrics: list[dict], first_step: int, ckpt) -> None:
   for i, m in enumerate(host_metrics):
     loss, gnorm = float(m["loss"]), float(m["grad_norm"])
     if not (math.isfinite(loss) and math.isfinite(gnorm)):
       bad = first_step + i + 1
-      last = ckpt.latest_step()
       raise NonFiniteError(
           f"Non-finite training signal at step {bad} (loss={loss}, "
           f"grad_norm={gnorm}); the steps checked were {first_step + 1}.."
-          f"{first_step + len(host_metrics)}. Nothing was saved after it: the "
-          f"last good checkpoint is step {last}. Lower "
-          "optimizer.learning_rate, set optimizer.grad_clip_norm, or use "
-          "train.compute_dtype='float32', then rerun the same command to "
-          "resume from that checkpoint."
+          f"{first_step + len(host_metrics)}. Nothing was saved after it: "
+          + _last_good(ckpt)
       )
+
+
+@jax.jit
+def _finite_leaves(leaves: list[jax.Array]) -> list[jax.Array]:
+  return [jnp.all(jnp.isfinite(x)) for x in leaves]
+
+
+def _check_state(state: TrainState, step: int, ckpt) -> None:
+  """Refuses to save a state holding NaN/Inf (a finite loss and gradient
+  norm at step t say nothing about the parameters after the update of t)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(state.to_dict())
+  floats = [
+      (jax.tree_util.keystr(p), x)
+      for p, x in flat
+      if jnp.issubdtype(x.dtype, jnp.inexact)
+  ]
+  ok = jax.device_get(_finite_leaves([x for _, x in floats]))
+  bad = [name for (name, _), good in zip(floats, ok, strict=True) if not good]
+  if bad:
+    raise NonFiniteError(
+        f"The training state after step {step} holds NaN/Inf in "
+        f"{len(bad)} array(s), e.g. {', '.join(bad[:3])}; it was not saved: "
+        + _last_good(ckpt)
+    )
 
 
 class _Preemption:
@@ -156,8 +202,11 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
 
   Raises:
     config_lib.ConfigError: bad config, before anything compiles.
-    NonFiniteError: NaN/Inf loss or gradient norm (last good checkpoint kept).
-    checkpointing.CheckpointError: no readable checkpoint matches the config.
+    NonFiniteError: NaN/Inf loss, gradient norm or state to be saved (the
+      last good checkpoint is kept; no non-finite state is ever saved).
+    checkpointing.CheckpointError: no readable checkpoint matches the
+      config, or a save failed (read-only or full disk).
+    workdir_lock.WorkdirInUseError: another trainer is using `workdir`.
   """
   # A file path in model.algebra becomes its registered name.
   config = workdir_compat.resolve_algebra(config, workdir)
@@ -166,6 +215,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
   # Before anything is written: a refused rerun leaves the workdir intact.
   workdir_compat.check_resume(config, workdir)
   exp = Experiment(config)
+  chief = jax.process_index() == 0
+  # Before anything is written: a second trainer on this workdir stops here.
+  with workdir_lock.WorkdirLock(workdir, enabled=chief):
+    return _train_and_evaluate(exp, workdir, timer)
+
+
+def _train_and_evaluate(
+    exp: Experiment, workdir: pathlib.Path, timer: timing.PhaseTimer
+) -> dict:
+  config = exp.config
   chief = jax.process_index() == 0
   tr, ev = config.train, config.eval
   if chief:
@@ -308,6 +367,7 @@ def _train_loop(
     nonlocal pending, checked_until
     host = jax.device_get(pending)
     _check_finite(host, checked_until, ckpt)
+    ckpt.check()  # a failed background save stops the run here
     checked_until += len(host)
     pending = []
     return host
@@ -385,6 +445,7 @@ def _train_loop(
             + " | ".join(f"{k} {v:.4f}" for k, v in result.items())
         )
       if do_ckpt:
+        _check_state(state, step, ckpt)
         with timer.phase("checkpointing"):
           ckpt.save(step, state.to_dict())
       if (do_eval or do_ckpt) and period_start_time is not None:
