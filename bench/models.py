@@ -243,7 +243,7 @@ def _apply_overrides(
 
 def _validate_model(model_cfg, overrides) -> None:
   try:
-    models.get(model_cfg.name).validate_config(model_cfg)
+    models.check(model_cfg)
   except ValueError as e:
     mine = [f"{m}.{k}={v!r}" for m, k, v in overrides if m == model_cfg.name]
     if not mine:
@@ -508,7 +508,6 @@ def vision_train_fns(
     train_step(state, batch) -> (state, metrics), state donated. batch:
     'images' float32 [B, S, S, 3], 'labels' int32 [B].
   """
-  spec = models.get(config.model.name)
   model_cfg = config.model
   smoothing = float(config.data.label_smoothing)
   compute_dtype = {"float32": None, "bfloat16": jnp.bfloat16}[
@@ -516,7 +515,7 @@ def vision_train_fns(
   ]
 
   def model_fn(batch, is_training):
-    net = spec.from_config(model_cfg, num_classes=NUM_CLASSES)
+    net = models.build(model_cfg, num_classes=NUM_CLASSES)
     logits = net(batch["images"], is_training=is_training).astype(jnp.float32)
     labels = batch["labels"]
     logp = jax.nn.log_softmax(logits, axis=-1)
@@ -689,10 +688,9 @@ def build_vision_variant(
   data = random_image_batch(jax.random.fold_in(key, 1), batch, image_size)
   state = _run_once(init, key, data)
   compiled, compile_s = _compile(step, state, data)
-  spec = models.get(config.model.name)
 
   def forward(images):
-    net = spec.from_config(config.model, num_classes=NUM_CLASSES)
+    net = models.build(config.model, num_classes=NUM_CLASSES)
     return net(images, is_training=True)
 
   macs = metrics.count_macs(
