@@ -615,9 +615,8 @@ def log_scores_fn(model_cfg: Any, *, num_classes: int = 1):
   spec, cfg = registry.kwargs(model_cfg)
   if spec.module is not ConvAC or cfg["kind"] != "convac":
     raise registry.ModelConfigError(
-        "log_scores_fn: needs a convac model with kind='convac' (the raw "
-        f"scores of a product circuit); got model {spec.name!r} with kind="
-        f"{cfg.get('kind')!r}."
+        "log_scores_fn: needs kind='convac' (the raw scores of a product "
+        f"circuit); got model {spec.name!r} with kind={cfg.get('kind')!r}."
     )
   registry.check(model_cfg, num_classes=num_classes)
 
