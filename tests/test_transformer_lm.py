@@ -174,9 +174,13 @@ def test_sequence_too_long_and_bad_tokens():
 
 def test_constructor_rejects_bad_heads():
   def f(tokens):
-    return tlm.TransformerLM(V, 1, 6, 4, "H")(tokens, is_training=False)
+    return tlm.TransformerLM(
+        V, num_layers=1, d_model=24, num_heads=4, algebra="H"
+    )(tokens, is_training=False)
 
-  with pytest.raises(ValueError, match="C=6 is not divisible by num_heads=4"):
+  with pytest.raises(
+      ValueError, match="= 6 algebra channels .* not divisible by num_heads=4"
+  ):
     hk.transform(f).init(jax.random.key(0), _tokens())
 
 
@@ -314,7 +318,7 @@ def test_check_accepts_config_dicts():
             {"num_head": 2},
             ["Unknown config key 'model.num_head'", 'Did you mean "num_heads"'],
         ),
-        ({"name": "transformer_ml"}, ["Did you mean 'transformer_lm'"]),
+        ({"name": "transformer_lmm"}, ["Did you mean 'transformer_lm'"]),
     ],
 )
 def test_check_errors(overrides, messages):

@@ -513,13 +513,16 @@ def test_adaptive_clusters_with_div_val():
 def test_constructor_errors():
   tokens, targets = _tokens(3)
   cases = [
-      (dict(num_heads=3), "C=4 is not divisible by num_heads=3"),
+      (
+          dict(num_heads=3),
+          r"= 4 algebra channels \(H\) is not divisible by num_heads=3",
+      ),
       (dict(same_length=True, mem_len=0), "needs mem_len >= 1"),
       (dict(dropout_unit="bogus"), "unknown dropout_unit 'bogus'"),
       (dict(cutoffs=(4, 8), div_val=4), r"not divisible by div_val\*\*2"),
-      (dict(tie_projs=(False, True)), "more entries than the 1 clusters"),
-      (dict(mem_len=-1), "mem_len must be an int >= 0"),
-      (dict(div_val=0), "div_val must be an int >= 1"),
+      (dict(tie_projs=(False, True)), "make only 1 clusters"),
+      (dict(mem_len=-1), "mem_len must be an integer >= 0"),
+      (dict(div_val=0), "div_val must be an integer >= 1"),
   ]
   for kw, message in cases:
     with pytest.raises(ValueError, match=message):
