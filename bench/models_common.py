@@ -92,7 +92,7 @@ def apply_overrides(
 
 def validate_model(model_cfg, overrides) -> None:
   try:
-    models.get(model_cfg.name).validate_config(model_cfg)
+    models.check(model_cfg)
   except ValueError as e:
     mine = [f"{m}.{k}={v!r}" for m, k, v in overrides if m == model_cfg.name]
     if not mine:

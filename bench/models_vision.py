@@ -174,12 +174,11 @@ def vision_train_fns(
     train_step(state, batch) -> (state, metrics), state donated. batch:
     'images' float32 [B, S, S, 3], 'labels' int32 [B] in [0, K).
   """
-  spec = models.get(config.model.name)
   model_cfg = config.model
   smoothing = float(config.data.label_smoothing)
 
   def model_fn(batch, is_training):
-    net = spec.from_config(model_cfg, num_classes=num_classes)
+    net = models.build(model_cfg, num_classes=num_classes)
     logits = net(batch["images"], is_training=is_training)
     return image_classification.classification_loss(
         logits,
@@ -264,10 +263,9 @@ def build_vision_variant(
   data = random_image_batch(jax.random.fold_in(key, 1), batch, image_size)
   state = run_once(init, key, data)
   compiled, compile_s = compile_step(step, state, data)
-  spec = models.get(config.model.name)
 
   def forward(images):
-    net = spec.from_config(config.model, num_classes=NUM_CLASSES)
+    net = models.build(config.model, num_classes=NUM_CLASSES)
     return net(images, is_training=True)
 
   macs = metrics.count_macs(

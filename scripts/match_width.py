@@ -43,7 +43,7 @@ def preset_config(model: str, algebra: str) -> dict[str, Any]:
         f"Unknown model preset {model!r}; valid: {', '.join(PRESETS)}."
     )
   preset = PRESETS[model]
-  cfg = models.get(preset["name"]).default_config()
+  cfg = models.defaults(preset["name"])
   cfg.update(preset)
   cfg["algebra"] = algebra
   return cfg

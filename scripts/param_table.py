@@ -30,10 +30,12 @@ flags.mark_flags_as_required(["config", "vocab_size"])
 
 def count(model_cfg, vocab_size: int, seq_len: int = 8) -> tuple[int, int]:
   """(total, real stem/head) parameters of a token model config."""
-  spec = models.get(model_cfg.name)
+  runtime = {"vocab_size": vocab_size}
+  if "max_len" in models.get(model_cfg.name).runtime_args:
+    runtime["max_len"] = seq_len
 
   def forward(tokens):
-    model = spec.from_config(model_cfg, vocab_size=vocab_size, max_len=seq_len)
+    model = models.build(model_cfg, **runtime)
     if model_cfg.name == "transformer_xl":
       return model(tokens, tokens, None, is_training=False)
     return model(tokens, is_training=False)
@@ -60,7 +62,7 @@ def main(argv):
     for arg in (f"algebra={algebra}", f"algebra={algebra},match_params"):
       cfg = module.get_config(arg).model
       try:
-        models.get(cfg.name).validate_config(cfg)
+        models.check(cfg, vocab_size=_VOCAB.value)
       except ValueError as e:
         print(
             f"| {algebra} | {cfg.width_multiplier:.4g} | not valid: "

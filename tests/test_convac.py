@@ -27,13 +27,13 @@ K = 3
 
 
 def _cfg(**kw):
-  return {**convac.default_config(), **kw}
+  return {**models.defaults("convac"), **kw}
 
 
 def _logits_model(cfg, num_classes=K):
   return hk.without_apply_rng(
       hk.transform(
-          lambda im: convac.from_config(cfg, num_classes=num_classes)(im, True)
+          lambda im: models.build(cfg, num_classes=num_classes)(im, True)
       )
   )
 
@@ -46,8 +46,9 @@ def _images(shape, seed=0, scale=1.0):
 
 def test_convac_is_registered():
   spec = models.get("convac")
-  assert spec.from_config is convac.from_config
-  assert spec.default_config()["kind"] == "convac"
+  assert spec.module is convac.ConvAC
+  assert spec.runtime_args == ("num_classes",)
+  assert models.defaults("convac")["kind"] == "convac"
 
 
 # -- raw scores against a float64 reference ------------------------------------
@@ -284,7 +285,7 @@ def test_parameter_and_mac_counts_match_hand_formulas(kind):
   cfg = _cfg(kind=kind, algebra="H", channels=(8, 8), kernel_size=3)
 
   def fn(images):
-    return convac.from_config(cfg, num_classes=10)(images, False)
+    return models.build(cfg, num_classes=10)(images, False)
 
   report = metrics.count_macs(
       fn, jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)
@@ -325,15 +326,15 @@ def test_parameter_and_mac_counts_match_hand_formulas(kind):
     ],
 )
 def test_config_errors_name_the_fix(override, message):
-  with pytest.raises(ValueError, match=message):
-    convac.validate_config(_cfg(**override))
+  with pytest.raises(models.ModelConfigError, match=message):
+    models.check(_cfg(**override))
 
 
 def test_call_errors():
   images = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
   cfg = _cfg(kind="convnet", channels=(4,))
   fn = hk.transform(
-      lambda im: convac.from_config(cfg, num_classes=2)(im, log_scores=True)
+      lambda im: models.build(cfg, num_classes=2)(im, log_scores=True)
   )
   with pytest.raises(
       ValueError, match=r"log_scores=True .* needs kind='convac'"
@@ -389,7 +390,7 @@ def test_sweep_points_have_increasing_parameter_counts():
     cfg = module.get_config(arg).model
 
     def fn(images):
-      return convac.from_config(cfg, num_classes=10)(images, False)
+      return models.build(cfg, num_classes=10)(images, False)
 
     shapes = jax.eval_shape(
         hk.transform(fn).init,

@@ -1,8 +1,10 @@
 """Tests for the image classification task and the Fashion-MNIST config.
 
 Most tests run on small generated idx files; the model is a tiny vision
-model registered here (the vision model contract: from_config(cfg, *,
-num_classes) -> module(images, is_training) -> logits), or a parameter-free
+model registered here (the vision model contract: a Module whose keyword
+arguments are the config keys, built with `models.build(cfg,
+num_classes=K)`, called as module(images, is_training) -> logits), or a
+parameter-free
 "pixel" model whose logits are pixels of the input, so losses and top-k can
 be checked against NumPy exactly.
 """
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 import algebranets.data
-from algebranets import config_access, layers, models, tasks
+from algebranets import layers, models, tasks
 from algebranets.data import fashion_mnist
 from algebranets.tasks import image_classification as ic
 from algebranets.training import config_lib, evaluator, trainer
@@ -38,21 +40,18 @@ TINY = "tiny_vision_test"
 PIXEL = "pixel_logits_test"
 
 
-def _tiny_defaults():
-  return dict(name=TINY, algebra="C", channels=2)
-
-
 class _Tiny(hk.Module):
   """Real 'stem' conv -> BatchNorm -> ReLU -> algebra conv /2 -> mean pool ->
   real 'head'."""
 
-  def __init__(self, cfg, num_classes):
+  def __init__(self, num_classes=None, *, algebra="C", channels=2, name=None):
+    del name  # Parameters under 'tiny/' whatever the registry name.
     super().__init__(name="tiny")
-    self.cfg = config_access.with_defaults(cfg, _tiny_defaults(), TINY)
+    self.algebra, self.channels = algebra, channels
     self.num_classes = num_classes
 
   def __call__(self, images, is_training):
-    alg, ch = self.cfg["algebra"], self.cfg["channels"]
+    alg, ch = self.algebra, self.channels
     x = layers.RealStem(ch, alg, kernel_shape=3, with_bias=False, name="stem")(
         images
     )
@@ -66,7 +65,8 @@ class _Tiny(hk.Module):
 class _Pixel(hk.Module):
   """logits[b, k] = images[b, 0, k, 0]: no parameters."""
 
-  def __init__(self, num_classes):
+  def __init__(self, num_classes=None, name=None):
+    del name
     super().__init__(name="pixel")
     self.num_classes = num_classes
 
@@ -76,28 +76,11 @@ class _Pixel(hk.Module):
 
 
 def _register():
-  models.register(
-      TINY,
-      models.ModelSpec(
-          name=TINY,
-          default_config=_tiny_defaults,
-          validate_config=lambda c: config_access.with_defaults(
-              c, _tiny_defaults(), TINY
-          ),
-          from_config=lambda c, *, num_classes: _Tiny(c, num_classes),
-      ),
-      overwrite=True,
-  )
-  models.register(
-      PIXEL,
-      models.ModelSpec(
-          name=PIXEL,
-          default_config=lambda: dict(name=PIXEL),
-          validate_config=lambda c: None,
-          from_config=lambda c, *, num_classes: _Pixel(num_classes),
-      ),
-      overwrite=True,
-  )
+  for name, module in ((TINY, _Tiny), (PIXEL, _Pixel)):
+    models.register(
+        models.ModelSpec(name, module, runtime_args=("num_classes",)),
+        overwrite=True,
+    )
 
 
 _register()
@@ -720,12 +703,9 @@ def resnet_registered(monkeypatch):
     return
   resnet = _resnet_module()
   spec = models.ModelSpec(
-      name=resnet.NAME,
-      default_config=resnet.default_config,
-      validate_config=resnet.validate_config,
-      from_config=resnet.from_config,
+      resnet.NAME, resnet.ResNet, runtime_args=("num_classes",)
   )
-  monkeypatch.setitem(models._REGISTRY, resnet.NAME, spec)
+  monkeypatch.setitem(models.registry._REGISTRY, resnet.NAME, spec)
 
 
 needs_resnet = pytest.mark.skipif(

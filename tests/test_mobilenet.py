@@ -470,8 +470,8 @@ def test_dropout_only_in_training():
 # -- configs -------------------------------------------------------------------
 
 
-def test_default_config_and_from_config():
-  cfg = mobilenet.default_config()
+def test_defaults_and_build():
+  cfg = models.defaults("mobilenet")
   assert cfg["name"] == "mobilenet"
   assert {k: cfg[k] for k in ("alpha", "depthwise", "dropout_rate")} == {
       "alpha": 1.0,
@@ -479,18 +479,14 @@ def test_default_config_and_from_config():
       "dropout_rate": 0.001,
   }
   assert cfg["stem_stride"] == 2 and cfg["algebra"] == "R"
-  mobilenet.validate_config(cfg)
-  spec = models.ModelSpec(
-      name=mobilenet.NAME,
-      default_config=mobilenet.default_config,
-      validate_config=mobilenet.validate_config,
-      from_config=mobilenet.from_config,
-  )
-  models.register(mobilenet.NAME, spec, overwrite=True)
+  models.check(cfg)
+  spec = models.get("mobilenet")
+  assert spec.module is mobilenet.MobileNet
+  assert spec.runtime_args == ("num_classes",)
   cfg.update(algebra="C", alpha=0.25, stem_stride=1, depthwise="component")
 
   def forward(images, is_training):
-    model = models.get("mobilenet").from_config(cfg, num_classes=3)
+    model = models.build(cfg, num_classes=3)
     assert isinstance(model, mobilenet.MobileNet)
     return model(images, is_training)
 
@@ -512,16 +508,16 @@ def test_default_config_and_from_config():
         ({"stem_stride": 0}, "stem_stride must be a positive int"),
         ({"stem_stride": 1.5}, "stem_stride must be a positive int"),
         ({"alpah": 1.0}, "alpah"),
-        ({"name": "resnet"}, "this builder is for 'mobilenet'"),
+        ({"name": "mobilnet"}, "Did you mean 'mobilenet'"),
         ({"algebra": "Q"}, "Unknown algebra"),
         ({"layout": "folded", "algebra": "H"}, "needs a matrix algebra"),
         ({"width_multiplier": -1.0}, "width_multiplier must be a positive"),
     ],
 )
 def test_bad_config_values(update, pattern):
-  cfg = {**mobilenet.default_config(), **update}
-  with pytest.raises(ValueError, match=pattern):
-    mobilenet.validate_config(cfg)
+  cfg = {**models.defaults("mobilenet"), **update}
+  with pytest.raises(models.ModelConfigError, match=pattern):
+    models.check(cfg)
 
 
 def test_bad_constructor_values():

@@ -30,9 +30,14 @@ def _tiny(**kw):
   }
 
 
+def _build(cfg, num_classes=K):
+  """The ResNet of a (partial) model section; inside a transform."""
+  return models.build({"name": resnet.NAME, **cfg}, num_classes=num_classes)
+
+
 def _model(cfg, num_classes=K):
   def forward(images, is_training):
-    return resnet.from_config(cfg, num_classes=num_classes)(images, is_training)
+    return _build(cfg, num_classes)(images, is_training)
 
   return hk.transform_with_state(forward)
 
@@ -86,9 +91,10 @@ def test_real_parameter_counts_equal_the_references(depth, expected):
 
 
 def test_default_config_is_resnet50_in_r():
-  cfg = resnet.default_config()
+  cfg = models.defaults("resnet")
   assert cfg["depth"] == 50 and cfg["algebra"] == "R"
-  assert resnet.architecture(cfg) == ((3, 4, 6, 3), "bottleneck")
+  net = models.constructed(cfg, num_classes=1000)
+  assert (net.blocks_per_stage, net.block) == ((3, 4, 6, 3), "bottleneck")
   params, _ = _shapes({}, (1, 224, 224, 3), num_classes=1000)
   assert metrics.count_params(params) == 25_557_032
 
@@ -101,10 +107,12 @@ def _conv_macs(cfg, hw: int, num_classes: int) -> int:
   algebra multiply costs macs_per_product; the real stem conv and the
   flatten_real head are plain real layers on d * C reals.
   """
-  full = {**resnet.default_config(), **cfg}
+  full = {**models.defaults("resnet"), **cfg}
   alg = algebras.get(full["algebra"])
   d, m, wm = alg.dim, alg.macs_per_product, full["width_multiplier"]
-  blocks, block = resnet.architecture(full)
+  blocks, block = resnet.architecture(
+      full["depth"], full["blocks_per_stage"], full["block"]
+  )
 
   def ch(real):
     return max(1, round(real * wm / d))
@@ -147,7 +155,7 @@ def _conv_macs(cfg, hw: int, num_classes: int) -> int:
 
 def _count_macs(cfg, hw, num_classes=1000):
   def forward(images):
-    return resnet.from_config(cfg, num_classes=num_classes)(images, True)
+    return _build(cfg, num_classes)(images, True)
 
   return metrics.count_macs(
       forward, jax.ShapeDtypeStruct((1, hw, hw, 3), jnp.float32)
@@ -416,7 +424,7 @@ def test_v1_and_v15_differ_only_in_the_stride_position():
 
   def out_sizes(cfg):
     def f(images):
-      return resnet.from_config(cfg, num_classes=K)(images, True)
+      return _build(cfg)(images, True)
 
     report = metrics.count_macs(f, jax.ShapeDtypeStruct(x.shape, jnp.float32))
     return {
@@ -443,7 +451,7 @@ def _capturing_model(cfg):
       return out
 
     with hk.intercept_methods(interceptor):
-      logits = resnet.from_config(cfg, num_classes=K)(images, is_training)
+      logits = _build(cfg)(images, is_training)
     return logits, seen
 
   return hk.transform_with_state(forward)
@@ -546,7 +554,7 @@ def test_imagenet_stem_downsamples_by_four():
   cfg = _tiny(stem="imagenet", block="basic")
 
   def f(images):
-    return resnet.from_config(cfg, num_classes=K)(images, True)
+    return _build(cfg)(images, True)
 
   report = metrics.count_macs(
       f, jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
@@ -561,38 +569,26 @@ def test_imagenet_stem_downsamples_by_four():
 
 
 def test_architecture_and_overrides():
-  assert resnet.architecture({"depth": 18}) == ((2, 2, 2, 2), "basic")
-  assert resnet.architecture({"depth": 101}) == ((3, 4, 23, 3), "bottleneck")
-  assert resnet.architecture({"depth": 18, "block": "bottleneck"}) == (
+  assert resnet.architecture(18) == ((2, 2, 2, 2), "basic")
+  assert resnet.architecture(101) == ((3, 4, 23, 3), "bottleneck")
+  assert resnet.architecture(18, block="bottleneck") == (
       (2, 2, 2, 2),
       "bottleneck",
   )
-  assert resnet.architecture({"blocks_per_stage": [1, 2, 3]}) == (
-      (1, 2, 3),
-      "bottleneck",
-  )
+  assert resnet.architecture(50, [1, 2, 3]) == ((1, 2, 3), "bottleneck")
+  # The constructor resolves depth the same way.
+  net = models.constructed({"name": "resnet", "depth": 18}, num_classes=2)
+  assert (net.blocks_per_stage, net.block) == ((2, 2, 2, 2), "basic")
 
 
-def test_config_dict_and_registry(monkeypatch):
-  cfg = ml_collections.ConfigDict({**resnet.default_config(), **_tiny()})
-  resnet.validate_config(cfg)
-  # A private copy of the registry, restored after the test, so that this
-  # registration cannot replace the one models/__init__.py makes.
-  monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-  spec = models.register(
-      resnet.NAME,
-      models.ModelSpec(
-          name=resnet.NAME,
-          default_config=resnet.default_config,
-          validate_config=resnet.validate_config,
-          from_config=resnet.from_config,
-      ),
-      overwrite=True,
-  )
-  assert models.get("resnet") is spec
+def test_config_dict_and_registry():
+  cfg = ml_collections.ConfigDict({**models.defaults("resnet"), **_tiny()})
+  models.check(cfg)
+  spec = models.get("resnet")
+  assert spec.module is resnet.ResNet and spec.runtime_args == ("num_classes",)
   params, _ = jax.eval_shape(
       lambda k, x: hk.transform_with_state(
-          lambda x: spec.from_config(cfg, num_classes=3)(x, True)
+          lambda x: models.build(cfg, num_classes=3)(x, True)
       ).init(k, x),
       jax.random.key(0),
       jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32),
@@ -605,7 +601,8 @@ def test_config_dict_and_registry(monkeypatch):
     [
         (
             {"dept": 50},
-            r"unknown config key\(s\) 'dept' \(did you mean 'depth'",
+            r"Unknown config key 'model.dept' for model 'resnet'. Did you mean "
+            '"depth"',
         ),
         ({"depth": 42}, "unknown depth 42; valid depths: 18, 34, 50, 101"),
         (
@@ -625,20 +622,23 @@ def test_config_dict_and_registry(monkeypatch):
         ({"stem": "cifar10"}, "Did you mean 'cifar'"),
         ({"version": "v2"}, "unknown version 'v2'"),
         ({"stem_width": 0}, "stem_width must be a positive int"),
-        ({"blocks_per_stage": (2, 0)}, "blocks_per_stage must hold positive"),
+        (
+            {"blocks_per_stage": (2, 0)},
+            "blocks_per_stage must hold integers >= 1",
+        ),
         ({"stage_widths": "64"}, "stage_widths must be a sequence"),
         (
             {"zero_init_last_norm": True, "norm": "none"},
             "norm='none' has none. Use norm='batch'",
         ),
         ({"zero_init_last_norm": 1}, "zero_init_last_norm must be True or"),
-        ({"name": "mobilenet"}, "this builder is for 'resnet'"),
+        ({"name": "resnt"}, "Unknown model 'resnt'. Did you mean 'resnet'"),
         ({"algebra": "H", "layout": "folded"}, "'H' is not one"),
     ],
 )
 def test_bad_configs_raise_helpful_errors(override, message):
-  with pytest.raises(ValueError, match=message):
-    resnet.validate_config(override)
+  with pytest.raises(models.ModelConfigError, match=message):
+    models.check({"name": "resnet", **override})
 
 
 def test_bad_num_classes_and_images():

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algebranets import tasks
-from algebranets.models import two_layer
+from algebranets import models, tasks
 from algebranets.studies.teacher_student import closed_form, design, learners
 from algebranets.training import config_lib, trainer
 from configs import teacher_student as ts_config
@@ -245,7 +244,9 @@ def test_describe_reports_the_closed_forms():
 def test_param_metrics_use_the_student_directions():
   config = _config()
   task = _task(config)
-  channels = two_layer.hidden_channels(config.model, 6)
+  channels = models.constructed(
+      config.model, input_dim=6, coeffs=config.data.coeffs
+  ).channels
   w = np.zeros((6, channels, 1), np.float32)
   w[:, :3, 0] = task.teacher.weights.T  # the teacher in the first 3 units
   params = {"two_layer/hidden": {"w": w, "b": np.zeros((channels, 1))}}

@@ -19,12 +19,17 @@ pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 
 def _cfg(**kw):
-  return {**tlm.default_config(), "d_model": 16, "num_layers": 1, **kw}
+  return {
+      **models.defaults("transformer_lm"),
+      "d_model": 16,
+      "num_layers": 1,
+      **kw,
+  }
 
 
 def _forward(cfg, max_len=16):
   def f(tokens, is_training=False):
-    model = tlm.from_config(cfg, vocab_size=V, max_len=max_len)
+    model = models.build(cfg, vocab_size=V, max_len=max_len)
     return model(tokens, is_training=is_training)
 
   return f
@@ -169,9 +174,13 @@ def test_sequence_too_long_and_bad_tokens():
 
 def test_constructor_rejects_bad_heads():
   def f(tokens):
-    return tlm.TransformerLM(V, 1, 6, 4, "H")(tokens, is_training=False)
+    return tlm.TransformerLM(
+        V, num_layers=1, d_model=24, num_heads=4, algebra="H"
+    )(tokens, is_training=False)
 
-  with pytest.raises(ValueError, match="C=6 is not divisible by num_heads=4"):
+  with pytest.raises(
+      ValueError, match=r"= 6 algebra channels .* not divisible by num_heads=4"
+  ):
     hk.transform(f).init(jax.random.key(0), _tokens())
 
 
@@ -219,7 +228,7 @@ def test_overfits_a_repeated_pattern():
 
 
 def test_default_config_keys():
-  assert tlm.default_config() == {
+  assert models.defaults("transformer_lm") == {
       "name": "transformer_lm",
       "algebra": "M2R",
       "width_multiplier": 1.0,
@@ -236,8 +245,8 @@ def test_default_config_keys():
       "dropout_rate": 0.0,
       "kernel_path": "auto",
   }
-  tlm.default_config()["d_model"] = 1  # A fresh dict each call.
-  assert tlm.default_config()["d_model"] == 128
+  models.defaults("transformer_lm")["d_model"] = 1  # A fresh dict each call.
+  assert models.defaults("transformer_lm")["d_model"] == 128
 
 
 @pytest.mark.parametrize(
@@ -250,16 +259,18 @@ def test_default_config_keys():
         ({"algebra": "M3R", "d_model": 72, "num_heads": 2}, 8),
     ],
 )
-def test_channels_for(overrides, channels):
-  cfg = {**tlm.default_config(), **overrides}
-  assert tlm.channels_for(cfg) == channels
-  assert tlm.channels_for(ml_collections.ConfigDict(cfg)) == channels
+def test_num_channels(overrides, channels):
+  cfg = {**models.defaults("transformer_lm"), **overrides}
+  for c in (cfg, ml_collections.ConfigDict(cfg)):
+    assert models.constructed(c, vocab_size=V).num_channels == channels
 
 
-def test_validate_accepts_config_dicts():
-  tlm.validate_config(ml_collections.ConfigDict(tlm.default_config()))
-  tlm.validate_config(ml_collections.FrozenConfigDict(tlm.default_config()))
-  tlm.validate_config({"algebra": "M2C", "layout": "folded"})  # Partial.
+def test_check_accepts_config_dicts():
+  cfg = models.defaults("transformer_lm")
+  models.check(ml_collections.ConfigDict(cfg))
+  models.check(ml_collections.FrozenConfigDict(cfg))
+  # Partial: missing keys take the constructor's defaults.
+  models.check({"name": "transformer_lm", "algebra": "M2C", "layout": "folded"})
 
 
 @pytest.mark.parametrize(
@@ -299,25 +310,39 @@ def test_validate_accepts_config_dicts():
         ),
         ({"algebra": "C", "kernel_path": "fold"}, ["needs a matrix algebra"]),
         ({"kernel_path": "fast"}, ["unknown kernel_path 'fast'"]),
-        ({"num_layers": 0}, ["num_layers must be a positive integer, got 0"]),
-        ({"d_model": -8}, ["d_model must be a positive integer"]),
-        ({"mlp_ratio": 2.5}, ["mlp_ratio must be a positive integer"]),
+        ({"num_layers": 0}, ["num_layers must be an integer >= 1, got 0"]),
+        ({"d_model": -8}, ["d_model must be an integer >= 1"]),
+        ({"mlp_ratio": 2.5}, ["mlp_ratio must be an integer >= 1"]),
         ({"dropout_rate": 1.0}, ["dropout_rate must be in [0, 1)"]),
-        ({"num_head": 2}, ["unknown config key", "did you mean 'num_heads'"]),
-        ({"name": "resnet"}, ["config name is 'resnet'"]),
+        (
+            {"num_head": 2},
+            ["Unknown config key 'model.num_head'", 'Did you mean "num_heads"'],
+        ),
+        ({"name": "transformer_lmm"}, ["Did you mean 'transformer_lm'"]),
     ],
 )
-def test_validate_config_errors(overrides, messages):
-  cfg = ml_collections.ConfigDict({**tlm.default_config(), **overrides})
-  with pytest.raises(ValueError) as err:
-    tlm.validate_config(cfg)
+def test_check_errors(overrides, messages):
+  cfg = ml_collections.ConfigDict(
+      {**models.defaults("transformer_lm"), **overrides}
+  )
+  with pytest.raises(models.ModelConfigError) as err:
+    models.check(cfg)
   for message in messages:
     assert message in str(err.value)
 
 
-def test_from_config_validates():
-  with pytest.raises(ValueError, match="not divisible"):
-    tlm.from_config({"d_model": 130}, vocab_size=V, max_len=8)
+def test_build_validates():
+  with pytest.raises(models.ModelConfigError, match="not divisible"):
+    models.constructed(
+        {"name": "transformer_lm", "d_model": 130}, vocab_size=V, max_len=8
+    )
+
+
+def test_runtime_args_are_checked_at_build():
+  # Before the data: vocab_size and max_len unknown, the config passes.
+  models.check({"name": "transformer_lm"})
+  with pytest.raises(models.ModelConfigError, match="vocab_size must be a"):
+    models.constructed({"name": "transformer_lm"}, vocab_size=0)
 
 
 # -- registry ------------------------------------------------------------------
@@ -327,9 +352,8 @@ def test_registry_get():
   spec = models.get("transformer_lm")
   assert isinstance(spec, models.ModelSpec)
   assert spec.name == "transformer_lm"
-  assert spec.default_config is tlm.default_config
-  assert spec.validate_config is tlm.validate_config
-  assert spec.from_config is tlm.from_config
+  assert spec.module is tlm.TransformerLM
+  assert spec.runtime_args == ("vocab_size", "max_len")
   assert "transformer_lm" in models.names()
 
 
@@ -339,15 +363,33 @@ def test_registry_unknown_name():
   assert "Valid names: " in str(err.value)
 
 
+class _Toy(hk.Module):
+
+  def __init__(self, size=None, *, width: int = 3, name=None):
+    super().__init__(name=name)
+    self.size, self.width = size, width
+
+
+class _NoDefault(hk.Module):
+
+  def __init__(self, *, width, name=None):
+    super().__init__(name=name)
+
+
 def test_registry_register(monkeypatch):
-  monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-  spec = models.ModelSpec("toy", dict, lambda cfg: None, lambda cfg: None)
-  assert models.register("toy", spec) is spec
+  monkeypatch.setattr(
+      models.registry, "_REGISTRY", dict(models.registry._REGISTRY)
+  )
+  spec = models.ModelSpec("toy", _Toy, runtime_args=("size",))
+  assert models.register(spec) is spec
   assert models.get("toy") is spec and "toy" in models.names()
+  assert models.defaults("toy") == {"name": "toy", "width": 3}
   with pytest.raises(ValueError, match="already registered"):
-    models.register("toy", spec)
-  models.register("toy", spec, overwrite=True)
-  with pytest.raises(ValueError, match="differs"):
-    models.register("other", spec)
+    models.register(spec)
+  models.register(spec, overwrite=True)
+  with pytest.raises(ValueError, match="'depth' is not an argument"):
+    models.register(models.ModelSpec("toy2", _Toy, runtime_args=("depth",)))
+  with pytest.raises(ValueError, match="'width' has no default"):
+    models.register(models.ModelSpec("toy3", _NoDefault))
   with pytest.raises(TypeError, match="ModelSpec"):
-    models.register("toy2", {"name": "toy2"})
+    models.register({"name": "toy2"})

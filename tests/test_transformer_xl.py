@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from algebranets import metrics, models
+from algebranets import algebras, metrics, models
 from algebranets.models import transformer_xl as txl
 from tests import reference_products as ref
 
@@ -18,6 +18,30 @@ from tests import reference_products as ref
 pytestmark = pytest.mark.usefixtures("strict_numerics")
 
 V, B = 11, 2
+
+
+def _txl(
+    vocab_size,
+    num_layers,
+    num_channels,
+    num_heads,
+    d_inner_channels,
+    algebra,
+    **kw,
+):
+  """TransformerXL stated in algebra channels (C, F) as the numerics tests
+  reason, with no dropout and no memory unless given (the constructor's
+  own defaults are the enwik8 config's)."""
+  d = algebras.get(algebra).dim
+  return txl.TransformerXL(
+      vocab_size,
+      algebra=algebra,
+      num_layers=num_layers,
+      d_model=num_channels * d,
+      num_heads=num_heads,
+      d_inner=d_inner_channels * d,
+      **{"dropout_rate": 0.0, "mem_len": 0, **kw},
+  )
 
 
 def _model(**kw):
@@ -35,7 +59,7 @@ def _model(**kw):
   cfg.update(kw)
 
   def f(tokens, targets, mems=None, is_training=False, num_valid=None):
-    model = txl.TransformerXL(**cfg)
+    model = _txl(**cfg)
     return model(
         tokens, targets, mems, is_training=is_training, num_valid_mems=num_valid
     )
@@ -57,9 +81,7 @@ def _log_prob_model(**kw):
   cfg.update(kw)
 
   def f(tokens, mems=None, num_valid=None):
-    return txl.TransformerXL(**cfg).log_prob(
-        tokens, mems, num_valid_mems=num_valid
-    )
+    return _txl(**cfg).log_prob(tokens, mems, num_valid_mems=num_valid)
 
   return hk.without_apply_rng(hk.transform(f))
 
@@ -491,13 +513,16 @@ def test_adaptive_clusters_with_div_val():
 def test_constructor_errors():
   tokens, targets = _tokens(3)
   cases = [
-      (dict(num_heads=3), "C=4 is not divisible by num_heads=3"),
+      (
+          dict(num_heads=3),
+          r"= 4 algebra channels \(H\) is not divisible by num_heads=3",
+      ),
       (dict(same_length=True, mem_len=0), "needs mem_len >= 1"),
       (dict(dropout_unit="bogus"), "unknown dropout_unit 'bogus'"),
       (dict(cutoffs=(4, 8), div_val=4), r"not divisible by div_val\*\*2"),
-      (dict(tie_projs=(False, True)), "more entries than the 1 clusters"),
-      (dict(mem_len=-1), "mem_len must be an int >= 0"),
-      (dict(div_val=0), "div_val must be an int >= 1"),
+      (dict(tie_projs=(False, True)), "make only 1 clusters"),
+      (dict(mem_len=-1), "mem_len must be an integer >= 0"),
+      (dict(div_val=0), "div_val must be an integer >= 1"),
   ]
   for kw, message in cases:
     with pytest.raises(ValueError, match=message):
@@ -513,7 +538,7 @@ def test_constructor_errors():
 
 def _count(algebra, d, *, layers, d_model, heads, d_inner, vocab, **kw):
   def f(tokens):
-    model = txl.TransformerXL(
+    model = _txl(
         vocab, layers, d_model // d, heads, d_inner // d, algebra, **kw
     )
     return model(tokens, tokens, None, is_training=False)
@@ -570,9 +595,7 @@ def test_mac_count_has_no_uncounted_modules():
   )
 
   def f(tokens, mems):
-    return txl.TransformerXL(**model_kw)(
-        tokens, tokens, mems, is_training=False
-    )
+    return _txl(**model_kw)(tokens, tokens, mems, is_training=False)
 
   t, m = 5, 3
   report = metrics.count_macs(
@@ -625,7 +648,7 @@ def test_loss_decreases_with_memory_carried_across_segments():
 
 
 def test_default_config_is_enwik8_base():
-  cfg = txl.default_config()
+  cfg = models.defaults("transformer_xl")
   assert cfg["name"] == "transformer_xl" and cfg["algebra"] == "M2R"
   assert (
       cfg["d_model"],
@@ -639,10 +662,10 @@ def test_default_config_is_enwik8_base():
       820,
   )
   assert cfg["layout"] == "standard" and cfg["head"] == "adaptive_softmax"
-  txl.validate_config(cfg)
-  txl.validate_config(ml_collections.ConfigDict(cfg))
+  models.check(cfg)
+  models.check(ml_collections.ConfigDict(cfg))
   cfg["algebra"] = "R"
-  txl.validate_config(cfg)
+  models.check(cfg)
 
 
 @pytest.mark.parametrize(
@@ -654,9 +677,10 @@ def test_default_config_is_enwik8_base():
         ({"width_multiplier": 1.5}, 192),
     ],
 )
-def test_channels_for(overrides, channels):
-  assert txl.channels_for(overrides) == channels
-  assert txl.inner_channels_for(overrides) == channels * 4
+def test_num_channels(overrides, channels):
+  model = models.constructed({"name": "transformer_xl", **overrides})
+  assert model.num_channels == channels
+  assert model.d_inner_channels == channels * 4
 
 
 @pytest.mark.parametrize(
@@ -686,25 +710,26 @@ def test_channels_for(overrides, channels):
         ({"kernel_path": "fold", "algebra": "H"}, "needs a matrix algebra"),
         ({"init_std": 0}, "init_std must be a positive number"),
         ({"algebra": "Q"}, "Q"),
-        ({"mem_lenn": 3}, "did you mean 'mem_len'"),
-        ({"name": "transformer_lm"}, "this builder is for 'transformer_xl'"),
+        ({"mem_lenn": 3}, 'Did you mean "mem_len"'),
+        ({"name": "transformer_xm"}, "Did you mean 'transformer_xl'"),
     ],
 )
-def test_validate_config_errors(overrides, message):
-  with pytest.raises(ValueError, match=re.escape(message)):
-    txl.validate_config(overrides)
+def test_check_errors(overrides, message):
+  with pytest.raises(models.ModelConfigError, match=re.escape(message)):
+    models.check({"name": "transformer_xl", **overrides})
 
 
-def test_from_config_and_registry():
+def test_build_and_registry():
   spec = models.get("transformer_xl")
-  assert spec.default_config() == txl.default_config()
+  assert spec.module is txl.TransformerXL
+  assert spec.runtime_args == ("vocab_size", "is_eval")
   cfg = ml_collections.ConfigDict(
-      {**txl.default_config(), "cutoffs": (100,), "clamp_len": 5}
+      {**models.defaults("transformer_xl"), "cutoffs": (100,), "clamp_len": 5}
   )
   built = {}
 
   def f(is_eval):
-    model = spec.from_config(cfg, vocab_size=204, max_len=None, is_eval=is_eval)
+    model = models.build(cfg, vocab_size=204, is_eval=is_eval)
     built[is_eval] = model
     return model
 
@@ -719,12 +744,16 @@ def test_from_config_and_registry():
   )
   assert train.num_channels == 128 and train.d_inner_channels == 512
   assert train.tie_projs == (False, False)  # Padded to one per cluster.
-  with pytest.raises(ValueError, match="num_heads"):
-    spec.from_config({"num_heads": 5}, vocab_size=10)
+  with pytest.raises(models.ModelConfigError, match="num_heads"):
+    models.constructed(
+        {"name": "transformer_xl", "num_heads": 5}, vocab_size=10
+    )
 
 
 def test_inner_width_rounds_to_whole_algebra_channels():
-  cfg = dict(txl.default_config(), algebra="M2R", d_inner=2050)
-  assert txl.inner_channels_for(cfg) == 512  # 2050 / 4 = 512.5 -> 512
-  cfg = dict(cfg, d_model=410, width_multiplier=820 / 410)
-  assert txl.inner_channels_for(cfg) == 1025  # exact when integral
+  cfg = dict(models.defaults("transformer_xl"), algebra="M2R", d_inner=2050)
+  # 2050 / 4 = 512.5 -> 512
+  assert models.constructed(cfg).d_inner_channels == 512
+  cfg = dict(cfg, d_model=410, width_multiplier=820 / 410, num_heads=5)
+  # Exact when integral.
+  assert models.constructed(cfg).d_inner_channels == 1025

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from algebranets import algebras, metrics
+from algebranets import algebras, metrics, models
 from algebranets.models import two_layer
 from tests import reference_products as ref
 
@@ -27,12 +27,17 @@ HEAD = "two_layer/head/linear"
 
 
 def _cfg(**kw):
-  return {**two_layer.default_config(), **kw}
+  return {**models.defaults("two_layer"), **kw}
+
+
+def _channels(cfg, d):
+  """H of the student of `cfg` on d inputs (the constructor's)."""
+  return models.constructed(cfg, input_dim=d, coeffs=CUBIC).channels
 
 
 def _build(cfg, d, coeffs=CUBIC, seed=0, batch=5):
   def fn(x):
-    model = two_layer.from_config(cfg, input_dim=d, coeffs=coeffs)
+    model = models.build(cfg, input_dim=d, coeffs=coeffs)
     return model(x, is_training=False)
 
   f = hk.without_apply_rng(hk.transform(fn))
@@ -83,7 +88,7 @@ def test_forward_matches_textbook_reference(
   cfg = _cfg(algebra=algebra, hidden=12, activation=activation)
   f, params, x = _build(cfg, d=8)
   out = f.apply(params, x)
-  channels = two_layer.hidden_channels(cfg, 8)
+  channels = _channels(cfg, 8)
   dim = algebras.get(algebra).dim
   assert out.shape == (5,) and out.dtype == jnp.float32
   assert params[HIDDEN]["w"].shape == (8 // dim, channels, dim)
@@ -132,11 +137,11 @@ def test_param_counts_match_the_built_model():
   # has 4 * 12 * (4 + 2) + 1 = 289 too.
   for algebra, channels in (("R", 16), ("H", 12)):
     cfg = _cfg(algebra=algebra, hidden=16)
-    assert two_layer.hidden_channels(cfg, 16) == channels
+    assert _channels(cfg, 16) == channels
     _, params, _ = _build(cfg, d=16)
     assert metrics.count_params(params) == 289
   cfg = _cfg(algebra="H", hidden=16, match="none")
-  assert two_layer.hidden_channels(cfg, 16) == 4
+  assert _channels(cfg, 16) == 4
 
 
 def _left_regular_textbook(w, product, dim):
@@ -159,7 +164,7 @@ def test_effective_directions(algebra, d, lift):
   cfg = _cfg(algebra=algebra, hidden=10, lift=lift, activation="relu")
   _, params, x = _build(cfg, d=d)
   product = ref.CASES[algebra][1]
-  dirs = two_layer.effective_directions(params, cfg, input_dim=d)
+  dirs = two_layer.effective_directions(params, cfg["algebra"], input_dim=d)
   w = np.asarray(params[HIDDEN]["w"], np.float64)
   n_in, channels, dim = w.shape
   assert dirs.shape == (channels * dim, d)
@@ -262,17 +267,29 @@ def test_gradients(algebra):
         (_cfg(match="all"), 6, CUBIC, r"unknown model.match"),
         (_cfg(lift="tile"), 6, CUBIC, r"unknown model.lift"),
         (_cfg(algebra="Q"), 6, CUBIC, r"Q"),
-        ({**_cfg(), "width": 2}, 6, CUBIC, r"unknown config key.*'width'"),
+        ({**_cfg(), "width": 2}, 6, CUBIC, r"Unknown config key 'model.width'"),
     ],
 )
 def test_config_errors(cfg, d, coeffs, pattern):
-  with pytest.raises(ValueError, match=pattern):
-    two_layer.from_config(cfg, input_dim=d, coeffs=coeffs)
+  with pytest.raises(models.ModelConfigError, match=pattern):
+    models.constructed(cfg, input_dim=d, coeffs=coeffs)
+
+
+def test_check_before_the_data_defers_only_the_data_checks():
+  # models.check runs before the data is loaded (input_dim, coeffs None):
+  # a config that only fails against the data passes; a bad value fails.
+  models.check(_cfg(algebra="H"))
+  models.check(_cfg(activation="poly"))
+  assert models.constructed(_cfg(match="none", hidden=8)).channels == 8
+  with pytest.raises(models.ModelConfigError, match=r"model\.hidden=0"):
+    models.check(_cfg(hidden=0))
+  with pytest.raises(models.ModelConfigError, match="input_dim=6"):
+    models.check(_cfg(algebra="H"), input_dim=6, coeffs=CUBIC)
 
 
 def test_input_shape_error():
   def fn(x):
-    return two_layer.from_config(_cfg(), input_dim=6, coeffs=CUBIC)(x)
+    return models.build(_cfg(), input_dim=6, coeffs=CUBIC)(x)
 
   f = hk.without_apply_rng(hk.transform(fn))
   with pytest.raises(ValueError, match=r"expected x \[B, 6\]"):
@@ -281,11 +298,9 @@ def test_input_shape_error():
 
 def test_effective_directions_errors():
   with pytest.raises(ValueError, match="exactly one module named"):
-    two_layer.effective_directions(
-        {"mlp/linear": {"w": np.ones((2, 2))}}, _cfg()
-    )
+    two_layer.effective_directions({"mlp/linear": {"w": np.ones((2, 2))}}, "R")
   params = {HIDDEN: {"w": np.ones((2, 3, 1))}}
   with pytest.raises(ValueError, match=r"not \[N, H, 4\]"):
-    two_layer.effective_directions(params, _cfg(algebra="H"))
+    two_layer.effective_directions(params, "H")
   with pytest.raises(ValueError, match="exceeds the 2 lifted"):
-    two_layer.effective_directions(params, _cfg(), input_dim=3)
+    two_layer.effective_directions(params, "R", input_dim=3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from algebranets import algebras
+from algebranets import algebras, models
 from algebranets import layout as layout_lib
 from algebranets.models import vision_common as vc
 
@@ -386,9 +386,28 @@ def test_head_errors():
 # -- config --------------------------------------------------------------------
 
 
-def test_common_defaults_pass_and_are_fresh():
-  d = vc.common_defaults()
-  assert d == {
+_COMMON = (
+    "algebra",
+    "width_multiplier",
+    "lift",
+    "head",
+    "norm",
+    "norm_mode",
+    "bn_decay",
+    "bn_eps",
+    "activation",
+    "layout",
+    "kernel_path",
+)
+
+
+def _common(**override):
+  """The shared keys at the vision models' defaults, with overrides."""
+  return {**{k: models.defaults("resnet")[k] for k in _COMMON}, **override}
+
+
+def test_shared_defaults_agree_and_pass():
+  want = {
       "algebra": "R",
       "width_multiplier": 1.0,
       "lift": "real_stem",
@@ -401,11 +420,15 @@ def test_common_defaults_pass_and_are_fresh():
       "layout": "auto",
       "kernel_path": "auto",
   }
-  d["algebra"] = "H"
-  assert vc.common_defaults()["algebra"] == "R"
-  vc.check_common_config({}, "m")
-  # Model-specific keys are not this function's business.
-  vc.check_common_config({"algebra": "M2C", "depth": 50}, "m")
+  # Every vision model's signature gives the shared keys the same defaults.
+  for name in ("resnet", "mobilenet"):
+    assert {k: models.defaults(name)[k] for k in _COMMON} == want
+  assert vc.check_common_keys("m", **_common()) == (
+      algebras.get("R"),
+      "standard",
+  )
+  alg, layout = vc.check_common_keys("m", **_common(algebra="M2C"))
+  assert (alg.name, layout) == ("M2C", "folded")
 
 
 @pytest.mark.parametrize(
@@ -434,12 +457,12 @@ def test_common_defaults_pass_and_are_fresh():
         ),
     ],
 )
-def test_check_common_config_errors(override, message):
+def test_check_common_keys_errors(override, message):
   with pytest.raises(ValueError, match=message):
-    vc.check_common_config(override, "m")
+    vc.check_common_keys("m", **_common(**override))
 
 
 def test_standard_m2r_may_use_any_conv_path():
-  vc.check_common_config(
-      {"algebra": "M2R", "layout": "standard", "kernel_path": "expand"}, "m"
+  vc.check_common_keys(
+      "m", **_common(algebra="M2R", layout="standard", kernel_path="expand")
   )

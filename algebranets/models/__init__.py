@@ -58,20 +58,20 @@ register(
         runtime_args=("vocab_size", "is_eval"),
     )
 )
-# WIP(vision helper): register once their constructors are the schema.
-# register(ModelSpec(resnet.NAME, resnet.ResNet, runtime_args=("num_classes",)))
-# register(
-#     ModelSpec(mobilenet.NAME, mobilenet.MobileNet, runtime_args=("num_classes",))
-# )
-# register(ModelSpec(convac.NAME, convac.ConvAC, runtime_args=("num_classes",)))
-# register(
-#     ModelSpec(
-#         two_layer.NAME,
-#         two_layer.TwoLayer,
-#         runtime_args=("input_dim", "coeffs"),
-#     )
-# )
-
+register(ModelSpec(resnet.NAME, resnet.ResNet, runtime_args=("num_classes",)))
+register(
+    ModelSpec(
+        mobilenet.NAME, mobilenet.MobileNet, runtime_args=("num_classes",)
+    )
+)
+register(ModelSpec(convac.NAME, convac.ConvAC, runtime_args=("num_classes",)))
+register(
+    ModelSpec(
+        two_layer.NAME,
+        two_layer.TwoLayer,
+        runtime_args=("input_dim", "coeffs"),
+    )
+)
 
 __all__ = [
     "ModelConfigError",

@@ -80,7 +80,7 @@ every other model.
 
 API for the grid-tensor rank probe (`algebranets.studies.grid_tensor`):
 
-    cfg = {**convac.default_config(), 'representation': 'identity',
+    cfg = {**models.defaults('convac'), 'representation': 'identity',
            'patch_size': 1, 'channels': (4,), 'kernel_size': (1, 3),
            'stride': (1, 1), 'pool_size': (1, 4), 'head': 'global'}
     fn = convac.log_scores_fn(cfg, num_classes=1)     # untransformed
@@ -109,7 +109,7 @@ import numpy as np
 from algebranets import algebras, config_access, layers
 from algebranets.kernels import product_pooling as pp
 from algebranets.layers import initializers
-from algebranets.models import vision_common
+from algebranets.models import registry, vision_common
 
 NAME = "convac"
 KINDS = ("convac", "convnet")
@@ -120,18 +120,14 @@ HEADS = ("flatten", "global")
 PADDINGS = ("SAME", "VALID")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _pair(v, key: str, who: str) -> tuple[int, int]:
-  if _is_int(v):
+  if config_access.is_int(v):
     v = (v, v)
   if (
       isinstance(v, (str, bytes))
       or not isinstance(v, (Sequence, np.ndarray))
       or len(v) != 2
-      or not all(_is_int(i) and i >= 1 for i in v)
+      or not all(config_access.is_int(i) and i >= 1 for i in v)
   ):
     raise ValueError(
         f"{who}: {key} must be a positive int or a pair (h, w) of them, e.g. "
@@ -376,7 +372,7 @@ class ConvAC(hk.Module):
 
   def __init__(
       self,
-      num_classes: int,
+      num_classes: int | None = None,
       *,
       kind: str = "convac",
       algebra="R",
@@ -396,8 +392,14 @@ class ConvAC(hk.Module):
   ):
     """Constructs the model (static hyperparameters only).
 
+    The keyword arguments are the `model` section of a config (defaults: a
+    real 2-block overlapping ConvAC: RBF features on 2x2 patches, 3x3
+    stride-1 convs of width 32, 2x2 product pooling, flatten head); build it
+    from one with `algebranets.models.build(config.model, num_classes=K)`.
+
     Args:
-      num_classes: K.
+      num_classes: K (from the task). None only while a config is checked
+        before the data is loaded (`models.check`).
       kind: 'convac' or 'convnet'.
       algebra: registered name or `Algebra` of the convolutions.
       representation: one of REPRESENTATIONS.
@@ -417,35 +419,62 @@ class ConvAC(hk.Module):
       name: module name; default 'convac'.
 
     Raises:
-      ValueError: any invalid value (see `validate_config`).
+      ValueError: any invalid value; the message says which and how to fix
+        it.
     """
     super().__init__(name=name or NAME)
-    cfg = dict(
-        kind=kind,
-        algebra=algebra,
-        representation=representation,
-        patch_size=patch_size,
-        rep_channels=rep_channels,
-        channels=channels,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        pool_size=pool_size,
-        pool_stride=pool_stride,
-        pooling=pooling,
-        convnet_pool=convnet_pool,
-        head=head,
+    who = NAME
+
+    def choice(value, key, valid):
+      config_access.check_choice(value, key, valid, who)
+
+    choice(kind, "kind", KINDS)
+    self.algebra = algebras.get(algebra)  # Lists the valid names.
+    choice(representation, "representation", REPRESENTATIONS)
+    self.patch_size = _pair(patch_size, "patch_size", who)
+    self.kernel_size = _pair(kernel_size, "kernel_size", who)
+    self.stride = _pair(stride, "stride", who)
+    self.pool_size = _pair(pool_size, "pool_size", who)
+    self.pool_stride = (
+        self.pool_size
+        if config_access.is_int(pool_stride) and pool_stride == 0
+        else _pair(pool_stride, "pool_stride", who)
     )
-    _check(cfg, "ConvAC")
-    if not _is_int(num_classes) or num_classes < 1:
+    if (
+        isinstance(channels, (str, bytes))
+        or not isinstance(channels, (Sequence, np.ndarray))
+        or len(channels) < 1
+        or not all(config_access.is_int(c) and c >= 1 for c in channels)
+    ):
       raise ValueError(
-          f"ConvAC: num_classes must be a positive int, got {num_classes!r}."
+          f"{who}: channels must be a non-empty sequence of positive ints "
+          f"(the real width of each block's convolution), got {channels!r}; "
+          "e.g. (32, 32) for two blocks."
       )
-    self.num_classes = int(num_classes)
+    if not config_access.is_int(rep_channels) or rep_channels < 0:
+      raise ValueError(
+          f"{who}: rep_channels must be an int >= 0 (real width of the "
+          f"representation; 0 = channels[0]), got {rep_channels!r}."
+      )
+    if representation == "identity" and rep_channels:
+      raise ValueError(
+          f"{who}: representation='identity' has exactly P*P*c features (no "
+          f"parameters); got rep_channels={rep_channels}. Set "
+          "rep_channels=0."
+      )
+    choice(padding, "padding", PADDINGS)
+    choice(pooling, "pooling", POOLINGS)
+    choice(convnet_pool, "convnet_pool", CONVNET_POOLS)
+    choice(head, "head", HEADS)
+    if kind == "convnet" and pooling == "algebra":
+      raise ValueError(
+          f"{who}: pooling='algebra' is a product pooling of kind='convac'; "
+          "the ConvNet pools with convnet_pool ('max' or 'average'). Use "
+          "pooling='component' with kind='convnet'."
+      )
+    self.num_classes = vision_common.check_num_classes(num_classes, who)
     self.kind = kind
-    self.algebra = algebras.get(algebra)
     self.representation = representation
-    self.patch_size = _pair(patch_size, "patch_size", "ConvAC")
     widths = tuple(int(c) for c in channels)
     self.channels = tuple(
         vision_common.algebra_channels(c, 1.0, self.algebra) for c in widths
@@ -457,15 +486,7 @@ class ConvAC(hk.Module):
             int(rep_channels) or widths[0], 1.0, self.algebra
         )
     )
-    self.kernel_size = _pair(kernel_size, "kernel_size", "ConvAC")
-    self.stride = _pair(stride, "stride", "ConvAC")
     self.padding = padding
-    self.pool_size = _pair(pool_size, "pool_size", "ConvAC")
-    self.pool_stride = (
-        self.pool_size
-        if _is_int(pool_stride) and pool_stride == 0
-        else _pair(pool_stride, "pool_stride", "ConvAC")
-    )
     self.pooling = pooling
     self.convnet_pool = convnet_pool
     self.head = head
@@ -576,133 +597,12 @@ class ConvAC(hk.Module):
     return ClassLayer(self.num_classes, with_bias=True)(x)
 
 
-# -- configs -------------------------------------------------------------------
-
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section (plain dict, fresh each call): a real
-  2-block overlapping ConvAC (RBF features on 2x2 patches, 3x3 stride-1
-  convs of width 32, 2x2 product pooling, flatten head)."""
-  return {
-      "name": NAME,
-      "kind": "convac",
-      "algebra": "R",
-      "representation": "rbf",
-      "patch_size": 2,
-      "rep_channels": 0,
-      "channels": (32, 32),
-      "kernel_size": 3,
-      "stride": 1,
-      "padding": "SAME",
-      "pool_size": 2,
-      "pool_stride": 0,
-      "pooling": "component",
-      "convnet_pool": "max",
-      "head": "flatten",
-  }
-
-
-def _check(cfg: dict[str, Any], who: str) -> None:
-  """Checks the resolved architecture values."""
-
-  def choice(key, valid, note=""):
-    config_access.check_choice(cfg[key], key, valid, who, note)
-
-  choice("kind", KINDS)
-  alg = algebras.get(cfg["algebra"])  # Lists the valid names.
-  choice("representation", REPRESENTATIONS)
-  for key in ("patch_size", "kernel_size", "stride", "pool_size"):
-    _pair(cfg[key], key, who)
-  if not (_is_int(cfg["pool_stride"]) and cfg["pool_stride"] == 0):
-    _pair(cfg["pool_stride"], "pool_stride", who)
-  channels = cfg["channels"]
-  if (
-      isinstance(channels, (str, bytes))
-      or not isinstance(channels, (Sequence, np.ndarray))
-      or len(channels) < 1
-      or not all(_is_int(c) and c >= 1 for c in channels)
-  ):
-    raise ValueError(
-        f"{who}: channels must be a non-empty sequence of positive ints (the "
-        f"real width of each block's convolution), got {channels!r}; e.g. "
-        "(32, 32) for two blocks."
-    )
-  rep = cfg["rep_channels"]
-  if not _is_int(rep) or rep < 0:
-    raise ValueError(
-        f"{who}: rep_channels must be an int >= 0 (real width of the "
-        f"representation; 0 = channels[0]), got {rep!r}."
-    )
-  if cfg["representation"] == "identity" and rep:
-    raise ValueError(
-        f"{who}: representation='identity' has exactly P*P*c features (no "
-        f"parameters); got rep_channels={rep}. Set rep_channels=0."
-    )
-  choice("padding", PADDINGS)
-  choice("pooling", POOLINGS)
-  choice("convnet_pool", CONVNET_POOLS)
-  choice("head", HEADS)
-  if cfg["kind"] == "convnet" and cfg["pooling"] == "algebra":
-    raise ValueError(
-        f"{who}: pooling='algebra' is a product pooling of kind='convac'; the "
-        "ConvNet pools with convnet_pool ('max' or 'average'). Use "
-        "pooling='component' with kind='convnet'."
-    )
-  del alg
-
-
-def _resolved(model_cfg: Any) -> dict[str, Any]:
-  """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  return config_access.with_defaults(model_cfg, default_config(), NAME)
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a convac model config; missing keys take the defaults.
-
-  Args:
-    model_cfg: ConfigDict or mapping with (a subset of) the keys of
-      `default_config()`.
-
-  Raises:
-    ValueError: an unknown key, kind, algebra, representation, padding,
-      pooling, convnet_pool or head; a non-positive or malformed size,
-      stride or width; rep_channels with 'identity'; pooling='algebra' with
-      kind='convnet'. Messages say how to fix the value.
-  """
-  cfg = _resolved(model_cfg)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"convac: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}. Build other models through algebranets.models.get(name)."
-    )
-  _check(cfg, NAME)
-
-
-def from_config(model_cfg: Any, *, num_classes: int) -> ConvAC:
-  """Builds the model from a config (call inside hk.transform).
-
-  Args:
-    model_cfg: see `validate_config`.
-    num_classes: K.
-
-  Returns:
-    A `ConvAC`, called as model(images [B, H, W, c], is_training) -> logits
-    float32 [B, K].
-
-  Raises:
-    ValueError: see `validate_config`; num_classes < 1.
-  """
-  validate_config(model_cfg)
-  cfg = _resolved(model_cfg)
-  del cfg["name"]
-  return ConvAC(num_classes, **cfg)
-
-
 def log_scores_fn(model_cfg: Any, *, num_classes: int = 1):
   """The untransformed function images -> (la, s) of the raw class scores.
 
   Args:
-    model_cfg: a kind='convac' config (see `validate_config`).
+    model_cfg: a convac model section with kind='convac' (ConfigDict or
+      mapping with 'name'; missing keys take the constructor's defaults).
     num_classes: K.
 
   Returns:
@@ -710,19 +610,19 @@ def log_scores_fn(model_cfg: Any, *, num_classes: int = 1):
     with raw scores y = s * exp(la); wrap it in `hk.transform`.
 
   Raises:
-    ValueError: invalid config, or kind='convnet'.
+    ModelConfigError: invalid config, another model, or kind='convnet'.
   """
-  validate_config(model_cfg)
-  if _resolved(model_cfg)["kind"] != "convac":
-    raise ValueError(
+  spec, cfg = registry.kwargs(model_cfg)
+  if spec.module is not ConvAC or cfg["kind"] != "convac":
+    raise registry.ModelConfigError(
         "log_scores_fn: needs kind='convac' (the raw scores of a product "
-        "circuit); got kind='convnet'."
+        f"circuit); got model {spec.name!r} with kind={cfg.get('kind')!r}."
     )
+  registry.check(model_cfg, num_classes=num_classes)
 
   def fn(images):
-    return from_config(model_cfg, num_classes=num_classes)(
-        images, log_scores=True
-    )
+    model = registry.build(model_cfg, num_classes=num_classes)
+    return model(images, log_scores=True)
 
   return fn
 
@@ -733,7 +633,7 @@ def raw_scores(
   """The raw ConvAC class scores as float64 numpy (s * exp(la) in float64).
 
   Args:
-    model_cfg: a kind='convac' config.
+    model_cfg: a kind='convac' model section (see `log_scores_fn`).
     params: parameters of `hk.transform(log_scores_fn(model_cfg, ...))`.
     images: [B, H, W, c].
     num_classes: K.

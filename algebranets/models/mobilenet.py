@@ -60,7 +60,6 @@ State: every norm's running statistics.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import haiku as hk
 import jax
@@ -234,14 +233,10 @@ class MobileNet(hk.Module):
 
   def __init__(
       self,
-      num_classes: int,
+      num_classes: int | None = None,
       *,
       algebra="R",
-      alpha: float = 1.0,
       width_multiplier: float = 1.0,
-      depthwise: str = "algebra",
-      dropout_rate: float = 0.001,
-      stem_stride: int = 2,
       lift: str = "real_stem",
       head: str = "flatten_real",
       norm: str = "batch",
@@ -251,60 +246,88 @@ class MobileNet(hk.Module):
       activation: str = "split",
       layout: str = "auto",
       kernel_path: str = "auto",
+      alpha: float = 1.0,
+      depthwise: str = "algebra",
+      dropout_rate: float = 0.001,
+      stem_stride: int = 2,
       name: str | None = None,
   ):
     """Constructs the model (static hyperparameters only).
 
+    The keyword arguments are the `model` section of a config (defaults:
+    MobileNet v1 1.0 for 224x224 ImageNet in algebra R, Keras' MobileNet up
+    to ReLU for ReLU6); build it from one with
+    `algebranets.models.build(config.model, num_classes=K)`.
+
     Args:
-      num_classes: K.
-      algebra: registered name or `Algebra`.
+      num_classes: K (from the task). None only while a config is checked
+        before the data is loaded (`models.check`).
+      algebra, width_multiplier, lift, head, norm, norm_mode, bn_decay,
+        bn_eps, activation, layout, kernel_path: the shared vision keys
+        (`vision_common`); width_multiplier multiplies on top of alpha;
+        kernel_path also goes to the depthwise convolutions ('auto' lets
+        `kernels.choose_depthwise_path` pick, a conv path forces a grouped
+        convolution on that path).
       alpha: MobileNet's width multiplier on the reference real widths.
-      width_multiplier: the shared vision key, multiplies on top of alpha.
       depthwise: 'algebra' or 'component' (module docstring).
       dropout_rate: dropout on the pooled features during training.
       stem_stride: stride of the stem conv (2 for ImageNet, 1 for small
         images).
-      lift, head, norm, norm_mode, bn_decay, bn_eps, activation, layout,
-        kernel_path: the shared vision keys (`vision_common`); kernel_path
-        also goes to the depthwise convolutions ('auto' lets
-        `kernels.choose_depthwise_path` pick, a conv path forces a grouped
-        convolution on that path).
       name: module name; default 'mobilenet'.
 
     Raises:
-      ValueError: any invalid value (the message says which and how to fix
-        it); see `validate_config`.
+      ValueError: any invalid value; the message says which and how to fix
+        it.
     """
     super().__init__(name=name or NAME)
-    who = "MobileNet"
-    vision_common.check_common_config(
-        {
-            "algebra": algebra,
-            "width_multiplier": width_multiplier,
-            "lift": lift,
-            "head": head,
-            "norm": norm,
-            "norm_mode": norm_mode,
-            "bn_decay": bn_decay,
-            "bn_eps": bn_eps,
-            "activation": activation,
-            "layout": layout,
-            "kernel_path": kernel_path,
-        },
+    who = NAME
+    self.algebra, self.layout = vision_common.check_common_keys(
         who,
+        algebra=algebra,
+        width_multiplier=width_multiplier,
+        lift=lift,
+        head=head,
+        norm=norm,
+        norm_mode=norm_mode,
+        bn_decay=bn_decay,
+        bn_eps=bn_eps,
+        activation=activation,
+        layout=layout,
+        kernel_path=kernel_path,
     )
-    _check_own_keys(alpha, depthwise, dropout_rate, stem_stride, who)
     if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float, np.integer, np.floating))
+        or not math.isfinite(alpha)
+        or not alpha > 0
     ):
       raise ValueError(
-          f"{who}: num_classes must be a positive int, got {num_classes!r}."
+          f"{who}: alpha must be a positive finite number (MobileNet's width "
+          f"multiplier, e.g. 1.0, 0.75, 0.5, 0.25), got {alpha!r}."
       )
-    self.num_classes = int(num_classes)
-    self.algebra = algebras.get(algebra)
-    self.layout = vision_common.resolve_layout(self.algebra, layout)
+    config_access.check_choice(
+        depthwise,
+        "depthwise",
+        DEPTHWISE,
+        who,
+        " 'algebra': algebra-valued kernels per algebra channel; 'component': "
+        "a real kernel per real component.",
+    )
+    if (
+        isinstance(dropout_rate, bool)
+        or not isinstance(dropout_rate, (int, float, np.integer, np.floating))
+        or not 0.0 <= dropout_rate < 1.0
+    ):
+      raise ValueError(
+          f"{who}: dropout_rate must be a number in [0, 1) (0 turns dropout "
+          f"off; Keras' MobileNet uses 0.001), got {dropout_rate!r}."
+      )
+    if not config_access.is_int(stem_stride) or stem_stride < 1:
+      raise ValueError(
+          f"{who}: stem_stride must be a positive int (2 for 224x224 "
+          f"ImageNet, 1 for small images such as 32x32), got {stem_stride!r}."
+      )
+    self.num_classes = vision_common.check_num_classes(num_classes, who)
     self.depthwise = depthwise
     self.dropout_rate = float(dropout_rate)
     self.stem_stride = int(stem_stride)
@@ -428,126 +451,3 @@ class MobileNet(hk.Module):
     return vision_common.ClassifierHead(
         self.head, self.num_classes, alg, layout=lay, path=self.kernel_path
     )(x)
-
-
-# -- configs -------------------------------------------------------------------
-
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section (plain dict, fresh each call).
-
-  MobileNet v1 1.0 for 224x224 ImageNet in algebra R (Keras' MobileNet up to
-  ReLU for ReLU6).
-  """
-  return {
-      "name": NAME,
-      **vision_common.common_defaults(),
-      "alpha": 1.0,
-      "depthwise": "algebra",
-      "dropout_rate": 0.001,
-      "stem_stride": 2,
-  }
-
-
-def _check_own_keys(alpha, depthwise, dropout_rate, stem_stride, who: str):
-  if (
-      isinstance(alpha, bool)
-      or not isinstance(alpha, (int, float, np.integer, np.floating))
-      or not math.isfinite(alpha)
-      or not alpha > 0
-  ):
-    raise ValueError(
-        f"{who}: alpha must be a positive finite number (MobileNet's width "
-        f"multiplier, e.g. 1.0, 0.75, 0.5, 0.25), got {alpha!r}."
-    )
-  config_access.check_choice(
-      depthwise,
-      "depthwise",
-      DEPTHWISE,
-      who,
-      " 'algebra': algebra-valued kernels per algebra channel; 'component': "
-      "a real kernel per real component.",
-  )
-  if (
-      isinstance(dropout_rate, bool)
-      or not isinstance(dropout_rate, (int, float, np.integer, np.floating))
-      or not 0.0 <= dropout_rate < 1.0
-  ):
-    raise ValueError(
-        f"{who}: dropout_rate must be a number in [0, 1) (0 turns dropout "
-        f"off; Keras' MobileNet uses 0.001), got {dropout_rate!r}."
-    )
-  if (
-      isinstance(stem_stride, bool)
-      or not isinstance(stem_stride, (int, np.integer))
-      or stem_stride < 1
-  ):
-    raise ValueError(
-        f"{who}: stem_stride must be a positive int (2 for 224x224 ImageNet, "
-        f"1 for small images such as 32x32), got {stem_stride!r}."
-    )
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a mobilenet model config; missing keys take the defaults.
-
-  Args:
-    model_cfg: ml_collections ConfigDict or mapping with (a subset of) the
-      keys of `default_config()`.
-
-  Raises:
-    ValueError: an unknown key; a non-positive alpha; an unknown depthwise
-      kind; dropout_rate outside [0, 1); a non-positive stem_stride; and the
-      shared-key errors of `vision_common.check_common_config`. Messages say
-      how to fix the value.
-  """
-  cfg = config_access.with_defaults(model_cfg, default_config(), NAME)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"mobilenet: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}. Build other models through algebranets.models.get(name)."
-    )
-  vision_common.check_common_config(cfg, NAME)
-  _check_own_keys(
-      cfg["alpha"],
-      cfg["depthwise"],
-      cfg["dropout_rate"],
-      cfg["stem_stride"],
-      NAME,
-  )
-
-
-def from_config(model_cfg: Any, *, num_classes: int) -> MobileNet:
-  """Builds the model from a config (call inside hk.transform_with_state).
-
-  Args:
-    model_cfg: see `validate_config`.
-    num_classes: K.
-
-  Returns:
-    A `MobileNet`, called as model(images [B, H, W, c], is_training) ->
-    logits float32 [B, K].
-
-  Raises:
-    ValueError: see `validate_config`; num_classes < 1.
-  """
-  validate_config(model_cfg)
-  cfg = config_access.with_defaults(model_cfg, default_config(), NAME)
-  return MobileNet(
-      num_classes,
-      algebra=cfg["algebra"],
-      alpha=cfg["alpha"],
-      width_multiplier=cfg["width_multiplier"],
-      depthwise=cfg["depthwise"],
-      dropout_rate=cfg["dropout_rate"],
-      stem_stride=cfg["stem_stride"],
-      lift=cfg["lift"],
-      head=cfg["head"],
-      norm=cfg["norm"],
-      norm_mode=cfg["norm_mode"],
-      bn_decay=cfg["bn_decay"],
-      bn_eps=cfg["bn_eps"],
-      activation=cfg["activation"],
-      layout=cfg["layout"],
-      kernel_path=cfg["kernel_path"],
-  )

@@ -58,12 +58,10 @@ State: every norm's running mean [C, d] and var [C, d] / [C] / cov
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from algebranets import algebras, config_access, layers
 from algebranets.layers import initializers
@@ -219,17 +217,10 @@ class ResNet(hk.Module):
 
   def __init__(
       self,
-      num_classes: int,
+      num_classes: int | None = None,
       *,
-      blocks_per_stage: Sequence[int],
-      block: str,
-      stage_widths: Sequence[int],
       algebra="R",
       width_multiplier: float = 1.0,
-      stem: str = "imagenet",
-      stem_width: int = 64,
-      version: str = "v1.5",
-      zero_init_last_norm: bool = False,
       lift: str = "real_stem",
       head: str = "flatten_real",
       norm: str = "batch",
@@ -239,18 +230,36 @@ class ResNet(hk.Module):
       activation: str = "split",
       layout: str = "auto",
       kernel_path: str = "auto",
+      depth: int = 50,
+      blocks_per_stage: Sequence[int] = (),
+      block: str = "",
+      stage_widths: Sequence[int] = (64, 128, 256, 512),
+      stem: str = "imagenet",
+      stem_width: int = 64,
+      version: str = "v1.5",
+      zero_init_last_norm: bool = False,
       name: str | None = None,
   ):
     """Constructs the model (static hyperparameters only).
 
+    The keyword arguments are the `model` section of a config (defaults:
+    ResNet-50 v1.5 in algebra R, i.e. hk.nets.ResNet50); build it from one
+    with `algebranets.models.build(config.model, num_classes=K)`.
+
     Args:
-      num_classes: K.
-      blocks_per_stage: residual blocks per stage (any number of stages).
-      block: 'basic' or 'bottleneck'.
+      num_classes: K (from the task). None only while a config is checked
+        before the data is loaded (`models.check`).
+      algebra, width_multiplier, lift, head, norm, norm_mode, bn_decay,
+        bn_eps, activation, layout, kernel_path: the shared vision keys
+        (`vision_common`); width_multiplier multiplies every real width
+        (stem and stages).
+      depth: 18, 34, 50 or 101: the reference network whose
+        blocks_per_stage and block are used where those are empty.
+      blocks_per_stage: residual blocks per stage (any number of stages);
+        () = depth's.
+      block: 'basic' or 'bottleneck'; '' = depth's.
       stage_widths: REAL inner width of each stage's blocks (bottleneck
         output = 4x); one per stage.
-      algebra: registered name or `Algebra`.
-      width_multiplier: multiplies every real width (stem and stages).
       stem: 'imagenet' (7x7 stride-2 conv + 3x3/2 max pool) or 'cifar' (3x3
         stride-1 conv, no pool).
       stem_width: REAL width of the stem conv.
@@ -258,57 +267,60 @@ class ResNet(hk.Module):
         or 'v1' (on the first 1x1). Basic blocks are the same in both.
       zero_init_last_norm: initialise the scale of each block's last norm at
         zero, so every block starts as its shortcut (Goyal et al. 2017).
-      lift, head, norm, norm_mode, bn_decay, bn_eps, activation, layout,
-        kernel_path: the shared vision keys (`vision_common`).
       name: module name; default 'resnet'.
 
     Raises:
-      ValueError: any invalid value (the message says which and how to fix
-        it); see `validate_config`.
+      ValueError: any invalid value; the message says which and how to fix
+        it.
     """
     super().__init__(name=name or NAME)
-    cfg = {
-        "algebra": algebra,
-        "width_multiplier": width_multiplier,
-        "lift": lift,
-        "head": head,
-        "norm": norm,
-        "norm_mode": norm_mode,
-        "bn_decay": bn_decay,
-        "bn_eps": bn_eps,
-        "activation": activation,
-        "layout": layout,
-        "kernel_path": kernel_path,
-    }
-    who = "ResNet"
-    vision_common.check_common_config(cfg, who)
-    _check_architecture(
-        blocks_per_stage,
-        block,
-        stage_widths,
-        stem,
-        stem_width,
-        version,
-        zero_init_last_norm,
-        norm,
+    who = NAME
+    self.algebra, self.layout = vision_common.check_common_keys(
         who,
+        algebra=algebra,
+        width_multiplier=width_multiplier,
+        lift=lift,
+        head=head,
+        norm=norm,
+        norm_mode=norm_mode,
+        bn_decay=bn_decay,
+        bn_eps=bn_eps,
+        activation=activation,
+        layout=layout,
+        kernel_path=kernel_path,
     )
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
-    ):
+    self.blocks_per_stage, self.block = architecture(
+        depth, blocks_per_stage, block
+    )
+    widths = config_access.check_int_tuple(
+        stage_widths, "stage_widths", who, "(64, 128, 256, 512)"
+    )
+    if len(widths) != len(self.blocks_per_stage):
       raise ValueError(
-          f"{who}: num_classes must be a positive int, got {num_classes!r}."
+          f"{who}: stage_widths {widths} has {len(widths)} entries but there "
+          f"are {len(self.blocks_per_stage)} stages (blocks_per_stage "
+          f"{self.blocks_per_stage}); give one real width per stage."
       )
-    self.num_classes = int(num_classes)
-    self.algebra = algebras.get(algebra)
-    self.layout = vision_common.resolve_layout(self.algebra, layout)
-    self.blocks_per_stage = tuple(int(b) for b in blocks_per_stage)
-    self.block = block
+    config_access.check_choice(stem, "stem", STEMS, who)
+    if not config_access.is_int(stem_width) or stem_width < 1:
+      raise ValueError(
+          f"{who}: stem_width must be a positive int (real width of the stem "
+          f"conv), got {stem_width!r}."
+      )
+    config_access.check_choice(version, "version", VERSIONS, who)
+    zero_init_last_norm = config_access.check_bool(
+        zero_init_last_norm, "zero_init_last_norm", who
+    )
+    if zero_init_last_norm and norm == "none":
+      raise ValueError(
+          f"{who}: zero_init_last_norm=True zeroes the scale of each block's "
+          "last norm, but norm='none' has none. Use norm='batch' or "
+          "zero_init_last_norm=False."
+      )
+    self.num_classes = vision_common.check_num_classes(num_classes, who)
     self.stem = stem
     self.version = version
-    self.zero_init_last_norm = bool(zero_init_last_norm)
+    self.zero_init_last_norm = zero_init_last_norm
     self.lift = lift
     self.head = head
     self.norm = norm
@@ -324,9 +336,9 @@ class ResNet(hk.Module):
       )
 
     self.stem_channels = channels(stem_width)
-    self.inner_channels = tuple(channels(w) for w in stage_widths)
+    self.inner_channels = tuple(channels(w) for w in widths)
     self.out_channels = tuple(
-        channels(EXPANSION[block] * w) for w in stage_widths
+        channels(EXPANSION[self.block] * w) for w in widths
     )
 
   def __call__(self, images: jax.Array, is_training: bool) -> jax.Array:
@@ -400,117 +412,22 @@ class ResNet(hk.Module):
     )(x)
 
 
-# -- configs -------------------------------------------------------------------
-
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section (plain dict, fresh each call).
-
-  ResNet-50 v1.5 in algebra R, i.e. hk.nets.ResNet50. Widths are REAL widths
-  of the reference network (see the module docstring).
-  """
-  return {
-      "name": NAME,
-      **vision_common.common_defaults(),
-      "depth": 50,
-      "blocks_per_stage": (),
-      "block": "",
-      "stage_widths": (64, 128, 256, 512),
-      "stem": "imagenet",
-      "stem_width": 64,
-      "version": "v1.5",
-      "zero_init_last_norm": False,
-  }
-
-
-def _resolved(model_cfg: Any) -> dict[str, Any]:
-  """Defaults updated with model_cfg; unknown keys raise (typos)."""
-  return config_access.with_defaults(model_cfg, default_config(), NAME)
-
-
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _int_tuple(value, key: str, who: str, example: str) -> tuple[int, ...]:
-  if isinstance(value, (str, bytes)) or not isinstance(
-      value, Sequence | np.ndarray
-  ):
-    raise ValueError(
-        f"{who}: {key} must be a sequence of positive ints, got {value!r}; "
-        f"e.g. {example}."
-    )
-  value = tuple(value)
-  if not all(_is_int(v) and v >= 1 for v in value):
-    raise ValueError(
-        f"{who}: {key} must hold positive ints, got {value!r}; e.g. "
-        f"{example}."
-    )
-  return value
-
-
-def _check_architecture(
-    blocks_per_stage,
-    block,
-    stage_widths,
-    stem,
-    stem_width,
-    version,
-    zero_init_last_norm,
-    norm,
-    who: str,
-) -> None:
-  """Checks the resolved (non-shared) architecture values."""
-  blocks = _int_tuple(blocks_per_stage, "blocks_per_stage", who, "(3, 4, 6, 3)")
-  if not blocks:
-    raise ValueError(
-        f"{who}: blocks_per_stage must name at least one stage, got "
-        f"{blocks_per_stage!r}; e.g. (2, 2, 2, 2)."
-    )
-  config_access.check_choice(block, "block", BLOCKS, who)
-  widths = _int_tuple(stage_widths, "stage_widths", who, "(64, 128, 256, 512)")
-  if len(widths) != len(blocks):
-    raise ValueError(
-        f"{who}: stage_widths {widths} has {len(widths)} entries but there "
-        f"are {len(blocks)} stages (blocks_per_stage {blocks}); give one "
-        "real width per stage."
-    )
-  config_access.check_choice(stem, "stem", STEMS, who)
-  if not _is_int(stem_width) or stem_width < 1:
-    raise ValueError(
-        f"{who}: stem_width must be a positive int (real width of the stem "
-        f"conv), got {stem_width!r}."
-    )
-  config_access.check_choice(version, "version", VERSIONS, who)
-  if not isinstance(zero_init_last_norm, (bool, np.bool_)):
-    raise ValueError(
-        f"{who}: zero_init_last_norm must be True or False, got "
-        f"{zero_init_last_norm!r}."
-    )
-  if zero_init_last_norm and norm == "none":
-    raise ValueError(
-        f"{who}: zero_init_last_norm=True zeroes the scale of each block's "
-        "last norm, but norm='none' has none. Use norm='batch' or "
-        "zero_init_last_norm=False."
-    )
-
-
-def architecture(model_cfg: Any) -> tuple[tuple[int, ...], str]:
-  """(blocks_per_stage, block) of a config: depth's defaults, overridable.
+def architecture(
+    depth: int, blocks_per_stage: Sequence[int] = (), block: str = ""
+) -> tuple[tuple[int, ...], str]:
+  """(blocks_per_stage, block): depth's reference values where empty.
 
   Raises:
-    ValueError: unknown key or depth, bad blocks_per_stage or block.
+    ValueError: unknown depth (checked even when both are overridden, so a
+      typo never passes silently), bad blocks_per_stage or block.
   """
-  cfg = _resolved(model_cfg)
-  depth = cfg["depth"]
-  block = cfg["block"]
-  blocks = _int_tuple(
-      cfg["blocks_per_stage"], "blocks_per_stage", NAME, "(3, 4, 6, 3)"
+  who = NAME
+  blocks = config_access.check_int_tuple(
+      blocks_per_stage, "blocks_per_stage", who, "(3, 4, 6, 3)"
   )
-  # depth is checked even when overridden, so a typo never passes silently.
-  if not _is_int(depth) or depth not in CONFIGS:
+  if not config_access.is_int(depth) or depth not in CONFIGS:
     raise ValueError(
-        f"resnet: unknown depth {depth!r}; valid depths: "
+        f"{who}: unknown depth {depth!r}; valid depths: "
         f"{', '.join(map(str, DEPTHS))}. For other networks keep a valid "
         "depth and set blocks_per_stage (and block), e.g. "
         "blocks_per_stage=(1, 1, 1), block='basic'."
@@ -518,84 +435,6 @@ def architecture(model_cfg: Any) -> tuple[tuple[int, ...], str]:
   if block == "":
     block = CONFIGS[depth]["block"]
   config_access.check_choice(
-      block, "block", BLOCKS, NAME, " Use '' to take it from depth."
+      block, "block", BLOCKS, who, " Use '' to take it from depth."
   )
-  if not blocks:
-    blocks = CONFIGS[depth]["blocks_per_stage"]
-  return blocks, block
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a resnet model config; missing keys take the defaults.
-
-  Args:
-    model_cfg: ml_collections ConfigDict or mapping with (a subset of) the
-      keys of `default_config()`.
-
-  Raises:
-    ValueError: an unknown key; an unknown algebra, depth, block, stem,
-      version, lift, head, norm, norm_mode, activation, layout or
-      kernel_path; non-positive widths or block counts; len(stage_widths)
-      different from the number of stages; zero_init_last_norm with
-      norm='none'; and the shared-key errors of
-      `vision_common.check_common_config`. Messages say how to fix the value.
-  """
-  cfg = _resolved(model_cfg)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"resnet: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}. Build other models through algebranets.models.get(name)."
-    )
-  vision_common.check_common_config(cfg, NAME)
-  blocks, block = architecture(cfg)
-  _check_architecture(
-      blocks,
-      block,
-      cfg["stage_widths"],
-      cfg["stem"],
-      cfg["stem_width"],
-      cfg["version"],
-      cfg["zero_init_last_norm"],
-      cfg["norm"],
-      NAME,
-  )
-
-
-def from_config(model_cfg: Any, *, num_classes: int) -> ResNet:
-  """Builds the model from a config (call inside hk.transform_with_state).
-
-  Args:
-    model_cfg: see `validate_config`.
-    num_classes: K.
-
-  Returns:
-    A `ResNet`, called as model(images [B, H, W, c], is_training) -> logits
-    float32 [B, K].
-
-  Raises:
-    ValueError: see `validate_config`; num_classes < 1.
-  """
-  validate_config(model_cfg)
-  cfg = _resolved(model_cfg)
-  blocks, block = architecture(cfg)
-  return ResNet(
-      num_classes,
-      blocks_per_stage=blocks,
-      block=block,
-      stage_widths=tuple(cfg["stage_widths"]),
-      algebra=cfg["algebra"],
-      width_multiplier=cfg["width_multiplier"],
-      stem=cfg["stem"],
-      stem_width=cfg["stem_width"],
-      version=cfg["version"],
-      zero_init_last_norm=bool(cfg["zero_init_last_norm"]),
-      lift=cfg["lift"],
-      head=cfg["head"],
-      norm=cfg["norm"],
-      norm_mode=cfg["norm_mode"],
-      bn_decay=cfg["bn_decay"],
-      bn_eps=cfg["bn_eps"],
-      activation=cfg["activation"],
-      layout=cfg["layout"],
-      kernel_path=cfg["kernel_path"],
-  )
+  return blocks or CONFIGS[depth]["blocks_per_stage"], block

@@ -21,8 +21,8 @@ default LayerNorm is a standard LN over all C * d reals of a token
 Transformer-XL's relative encodings and memory (a simplification; what the
 paper's TXL did is [U]).
 
-Config (`default_config`) widths are REAL: d_model * width_multiplier real
-numbers per token, i.e. C = d_model * width_multiplier / d algebra channels.
+The constructor's keyword arguments are the config's model section; its
+widths are REAL: d_model * width_multiplier real numbers per token, i.e. C = d_model * width_multiplier / d algebra channels.
 """
 
 from __future__ import annotations

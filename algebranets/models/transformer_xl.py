@@ -74,8 +74,9 @@ real network of width D does). Attention probabilities use
 Computations run in the dtype of the parameters (bfloat16 parameters give a
 bfloat16 network; scores, softmaxes and the nll are float32).
 
-Config (`default_config`) widths are REAL: C = d_model * width_multiplier /
-d, F = d_inner * width_multiplier / d.
+The constructor's keyword arguments are the config's model section; its
+widths are REAL: C = d_model * width_multiplier / d and F = d_inner *
+width_multiplier / d algebra channels.
 """
 
 from __future__ import annotations

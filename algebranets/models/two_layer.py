@@ -12,7 +12,7 @@ Shape glossary: B = batch, d = input features, A = algebra dimension,
 N = input algebra channels (d / A, or ceil(d / A) with lift 'pad'),
 H = hidden algebra channels (H*A real hidden units).
 
-Keys (`default_config`):
+Keys (keyword arguments of `TwoLayer`, the model section of a config):
   algebra     any registered algebra.
   hidden      real hidden units of the R student this one is compared with.
   match       'params': H is chosen so that the total parameter count is the
@@ -61,58 +61,6 @@ MATCHES = ("params", "none")
 LIFTS = ("reshape", "pad")
 HIDDEN_MODULE = "hidden"
 HEAD_MODULE = "head"
-
-
-def default_config() -> dict[str, Any]:
-  """Defaults of the model section (a fresh dict)."""
-  return {
-      "name": NAME,
-      "algebra": "R",
-      "hidden": 16,
-      "match": "params",
-      "activation": "poly",
-      "lift": "reshape",
-  }
-
-
-def _resolved(model_cfg: Any) -> dict[str, Any]:
-  return config_access.with_defaults(model_cfg, default_config(), NAME)
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def validate_config(model_cfg: Any) -> None:
-  """Checks a two_layer model section (missing keys take the defaults).
-
-  Raises:
-    ValueError: unknown key, wrong name, unknown algebra, match, activation
-      or lift, hidden < 1, or match='none' with hidden < A (no channel).
-  """
-  cfg = _resolved(model_cfg)
-  if cfg["name"] != NAME:
-    raise ValueError(
-        f"{NAME}: config name is {cfg['name']!r}; this builder is for "
-        f"{NAME!r}."
-    )
-  alg = algebras.get(cfg["algebra"])
-  if not _is_int(cfg["hidden"]) or cfg["hidden"] < 1:
-    raise ValueError(
-        f"{NAME}: model.hidden={cfg['hidden']!r} must be an int >= 1 (real "
-        "hidden units of the R student), e.g. --config.model.hidden=16."
-    )
-  config_access.check_choice(cfg["match"], "model.match", MATCHES, NAME)
-  config_access.check_choice(
-      cfg["activation"], "model.activation", ACTIVATIONS, NAME
-  )
-  config_access.check_choice(cfg["lift"], "model.lift", LIFTS, NAME)
-  if cfg["match"] == "none" and cfg["hidden"] < alg.dim:
-    raise ValueError(
-        f"{NAME}: model.match='none' gives hidden // {alg.dim} = 0 channels "
-        f"of algebra {alg.name!r} for model.hidden={cfg['hidden']}; raise "
-        f"model.hidden to at least {alg.dim} or use model.match='params'."
-    )
 
 
 def input_channels(input_dim: int, algebra, lift: str = "reshape") -> int:
@@ -169,49 +117,6 @@ def matched_channels(
   )
 
 
-def hidden_channels(model_cfg: Any, input_dim: int) -> int:
-  """H of the student described by `model_cfg` on d = `input_dim` inputs."""
-  cfg = _resolved(model_cfg)
-  if cfg["match"] == "params":
-    return matched_channels(
-        input_dim, cfg["hidden"], cfg["algebra"], cfg["lift"]
-    )
-  return cfg["hidden"] // algebras.get(cfg["algebra"]).dim
-
-
-def check_compatible(
-    model_cfg: Any, input_dim: int, coeffs: Sequence[float] | None
-) -> None:
-  """Checks the model against the data (the task calls it at validation).
-
-  Raises:
-    ValueError: d not divisible by A with lift 'reshape'; a polynomial
-      activation without coefficients; 'poly_algebra' with a_0 != 0 in an
-      algebra without a unit.
-  """
-  validate_config(model_cfg)
-  cfg = _resolved(model_cfg)
-  alg = algebras.get(cfg["algebra"])
-  input_channels(input_dim, alg, cfg["lift"])
-  if cfg["activation"] in ("poly", "poly_algebra"):
-    if coeffs is None or len(coeffs) < 2:
-      raise ValueError(
-          f"{NAME}: activation {cfg['activation']!r} needs the teacher's "
-          f"polynomial coefficients (at least a0, a1), got {coeffs!r}; use "
-          "it with the teacher_student task or model.activation='relu'."
-      )
-    if (
-        cfg["activation"] == "poly_algebra"
-        and alg.unit is None
-        and coeffs[0] != 0
-    ):
-      raise ValueError(
-          f"{NAME}: activation 'poly_algebra' adds a_0 = {coeffs[0]} times "
-          f"the unit, but algebra {alg.name!r} has no unit; use "
-          "model.activation='poly' (component-wise) or a0 = 0."
-      )
-
-
 def polynomial(x: jax.Array, coeffs: Sequence[float]) -> jax.Array:
   """sum_k coeffs[k] x^k elementwise (Horner), x's shape and dtype."""
   out = jnp.full_like(x, coeffs[-1])
@@ -260,47 +165,89 @@ class TwoLayer(hk.Module):
 
   def __init__(
       self,
-      channels: int,
-      algebra,
-      *,
-      input_dim: int,
-      activation: str = "poly",
+      input_dim: int | None = None,
       coeffs: Sequence[float] | None = None,
+      *,
+      algebra="R",
+      hidden: int = 16,
+      match: str = "params",
+      activation: str = "poly",
       lift: str = "reshape",
-      name: str | None = NAME,
+      name: str | None = None,
   ):
     """Constructs the student.
 
+    The keyword arguments are the `model` section of a config; build it from
+    one with `algebranets.models.build(config.model, input_dim=d,
+    coeffs=a)`.
+
     Args:
-      channels: H, hidden algebra channels (H*A real hidden units).
+      input_dim: d, real input features (from the task). None only while a
+        config is checked before the data is loaded (`models.check`): the
+        checks against the data (d, coeffs) then wait for the build.
+      coeffs: the teacher's monomial coefficients (from the task), needed by
+        'poly' and 'poly_algebra'.
       algebra: registered name or `Algebra`.
-      input_dim: d, real input features.
+      hidden: real hidden units of the R student this one is compared with.
+      match: 'params' (H = `matched_channels`) or 'none' (H = hidden // A).
       activation: one of ACTIVATIONS.
-      coeffs: monomial coefficients for 'poly' and 'poly_algebra'.
       lift: 'reshape' or 'pad'.
-      name: module name.
+      name: module name; default 'two_layer'.
+
+    Attributes:
+      channels: H, hidden algebra channels (H*A real hidden units); None
+        while input_dim is None with match='params'.
 
     Raises:
-      ValueError: see `check_compatible`; channels < 1.
+      ValueError: unknown algebra, match, activation or lift; hidden < 1;
+        match='none' with hidden < A (no channel); d not divisible by A
+        with lift 'reshape'; a polynomial activation without coefficients;
+        'poly_algebra' with a_0 != 0 in an algebra without a unit. Messages
+        name the fix.
     """
-    super().__init__(name=name)
-    self.algebra = algebras.get(algebra)
-    if not _is_int(channels) or channels < 1:
+    super().__init__(name=name or NAME)
+    who = NAME
+    alg = self.algebra = algebras.get(algebra)
+    if not config_access.is_int(hidden) or hidden < 1:
       raise ValueError(
-          f"TwoLayer: channels must be an int >= 1, got {channels!r}."
+          f"{who}: model.hidden={hidden!r} must be an int >= 1 (real "
+          "hidden units of the R student), e.g. --config.model.hidden=16."
       )
-    config_access.check_choice(activation, "activation", ACTIVATIONS, NAME)
-    self.channels = int(channels)
-    self.input_dim = int(input_dim)
+    config_access.check_choice(match, "model.match", MATCHES, who)
+    config_access.check_choice(activation, "model.activation", ACTIVATIONS, who)
+    config_access.check_choice(lift, "model.lift", LIFTS, who)
+    if match == "none" and hidden < alg.dim:
+      raise ValueError(
+          f"{who}: model.match='none' gives hidden // {alg.dim} = 0 channels "
+          f"of algebra {alg.name!r} for model.hidden={hidden}; raise "
+          f"model.hidden to at least {alg.dim} or use model.match='params'."
+      )
+    self.hidden = int(hidden)
+    self.match = match
     self.activation = activation
-    self.coeffs = None if coeffs is None else tuple(float(a) for a in coeffs)
     self.lift = lift
-    check_compatible(
-        {"algebra": self.algebra.name, "activation": activation, "lift": lift},
-        self.input_dim,
-        self.coeffs,
-    )
-    self.n_in = input_channels(self.input_dim, self.algebra, lift)
+    self.coeffs = None if coeffs is None else tuple(float(a) for a in coeffs)
+    self.input_dim = self.n_in = None
+    self.channels = None if match == "params" else self.hidden // alg.dim
+    if input_dim is None:
+      return
+    self.input_dim = int(input_dim)
+    self.n_in = input_channels(self.input_dim, alg, lift)
+    if match == "params":
+      self.channels = matched_channels(self.input_dim, self.hidden, alg, lift)
+    if activation in ("poly", "poly_algebra"):
+      if coeffs is None or len(coeffs) < 2:
+        raise ValueError(
+            f"{who}: activation {activation!r} needs the teacher's "
+            f"polynomial coefficients (at least a0, a1), got {coeffs!r}; use "
+            "it with the teacher_student task or model.activation='relu'."
+        )
+      if activation == "poly_algebra" and alg.unit is None and coeffs[0] != 0:
+        raise ValueError(
+            f"{who}: activation 'poly_algebra' adds a_0 = {coeffs[0]} times "
+            f"the unit, but algebra {alg.name!r} has no unit; use "
+            "model.activation='poly' (component-wise) or a0 = 0."
+        )
 
   def __call__(self, x: jax.Array, is_training: bool = False) -> jax.Array:
     """Predictions for real inputs.
@@ -343,35 +290,6 @@ class TwoLayer(hk.Module):
     return out[:, 0]
 
 
-def from_config(
-    model_cfg: Any, *, input_dim: int, coeffs: Sequence[float] | None = None
-) -> TwoLayer:
-  """Builds the student (call inside hk.transform).
-
-  Args:
-    model_cfg: see `default_config`.
-    input_dim: d.
-    coeffs: the teacher's monomial coefficients (for the polynomial
-      activations).
-
-  Returns:
-    A `TwoLayer`, called as module(x [B, d], is_training) -> [B].
-
-  Raises:
-    ValueError: see `validate_config` and `check_compatible`.
-  """
-  check_compatible(model_cfg, input_dim, coeffs)
-  cfg = _resolved(model_cfg)
-  return TwoLayer(
-      hidden_channels(cfg, input_dim),
-      cfg["algebra"],
-      input_dim=input_dim,
-      activation=cfg["activation"],
-      coeffs=coeffs,
-      lift=cfg["lift"],
-  )
-
-
 def _hidden_weight(params: Mapping[str, Any]) -> np.ndarray:
   found = [
       mod
@@ -389,13 +307,13 @@ def _hidden_weight(params: Mapping[str, Any]) -> np.ndarray:
 
 
 def effective_directions(
-    params: Mapping[str, Any], model_cfg: Any, *, input_dim: int | None = None
+    params: Mapping[str, Any], algebra, *, input_dim: int | None = None
 ) -> np.ndarray:
   """Real input direction of every real hidden unit.
 
   Args:
     params: the student's parameters (Haiku dict; host or device arrays).
-    model_cfg: its model section (for the algebra).
+    algebra: the student's algebra (name or `Algebra`; model.algebra).
     input_dim: d; with lift 'pad' the directions are cut to the first d
       features (the padded ones are always zero). None keeps N*A columns.
 
@@ -408,13 +326,13 @@ def effective_directions(
     ValueError: no hidden layer in params, a weight whose last axis is not
       the algebra dimension, or input_dim larger than N*A.
   """
-  alg = algebras.get(_resolved(model_cfg)["algebra"])
+  alg = algebras.get(algebra)
   w = _hidden_weight(params)
   if w.ndim != 3 or w.shape[-1] != alg.dim:
     raise ValueError(
         f"effective_directions: hidden weight has shape {w.shape}, not "
-        f"[N, H, {alg.dim}] for algebra {alg.name!r}; pass the model config "
-        "the params were trained with."
+        f"[N, H, {alg.dim}] for algebra {alg.name!r}; pass the algebra the "
+        "params were trained with."
     )
   n_in, channels, dim = w.shape
   blocks = alg.left_matrix(w)  # [N, H, A(k), A(j)]

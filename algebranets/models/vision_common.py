@@ -16,8 +16,8 @@ The lift module is always named 'stem' and the head 'head': accounting
 (`training.experiment.REAL_IO_MODULES`) and sparsity (excluded from pruning)
 find them by those path components.
 
-Shared model-section keys (`common_defaults`, checked by
-`check_common_config`):
+Shared model-section keys (keyword arguments of every vision model's
+constructor, with the same defaults; checked by `check_common_keys`):
 
     algebra='R'            registered algebra name
     width_multiplier=1.0   multiplies every REAL width of the reference net;
@@ -36,8 +36,7 @@ Shared model-section keys (`common_defaults`, checked by
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import haiku as hk
 import jax
@@ -55,23 +54,6 @@ NORMS = ("batch", "none")
 # Module names that mark the real input lift and the classifier head.
 STEM_NAME = "stem"
 HEAD_NAME = "head"
-
-
-def common_defaults() -> dict[str, Any]:
-  """The shared vision model-section keys with their defaults (fresh dict)."""
-  return {
-      "algebra": "R",
-      "width_multiplier": 1.0,
-      "lift": "real_stem",
-      "head": "flatten_real",
-      "norm": "batch",
-      "norm_mode": "component",
-      "bn_decay": 0.9,
-      "bn_eps": 1e-5,
-      "activation": "split",
-      "layout": AUTO,
-      "kernel_path": AUTO,
-  }
 
 
 def resolve_layout(algebra, layout: str) -> str:
@@ -429,7 +411,7 @@ def _check_multiplier(wm, who: str) -> None:
     )
 
 
-def _check_rate(value, key: str, who: str) -> None:
+def _check_decay(value, key: str, who: str) -> None:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise ValueError(f"{who}: {key} must be a number in [0, 1], got {value!r}.")
   if not 0.0 <= value <= 1.0:
@@ -439,15 +421,45 @@ def _check_rate(value, key: str, who: str) -> None:
     )
 
 
-def check_common_config(cfg: Mapping[str, Any], who: str) -> None:
-  """Validates the shared vision keys of a model section.
+def check_num_classes(num_classes, who: str) -> int | None:
+  """num_classes as an int >= 1; None (a config checked before the data is
+  loaded) stays None.
 
-  Keys of `common_defaults()` missing from cfg take their defaults; other
-  (model-specific) keys are ignored here.
+  Raises:
+    ValueError: anything else.
+  """
+  if num_classes is None:
+    return None
+  if not config_access.is_int(num_classes) or num_classes < 1:
+    raise ValueError(
+        f"{who}: num_classes must be a positive int, got {num_classes!r}."
+    )
+  return int(num_classes)
+
+
+def check_common_keys(
+    who: str,
+    *,
+    algebra,
+    width_multiplier,
+    lift,
+    head,
+    norm,
+    norm_mode,
+    bn_decay,
+    bn_eps,
+    activation,
+    layout,
+    kernel_path,
+) -> tuple[algebras.Algebra, str]:
+  """Checks the shared vision keys of a model's constructor arguments.
 
   Args:
-    cfg: the model section (dict, mapping or ConfigDict).
     who: the model name for messages, e.g. 'resnet'.
+    algebra, ...: the shared keys (module docstring), as given.
+
+  Returns:
+    (the `Algebra`, the resolved layout 'standard' or 'folded').
 
   Raises:
     ValueError: unknown algebra, lift, head, norm, norm_mode, activation,
@@ -456,46 +468,46 @@ def check_common_config(cfg: Mapping[str, Any], who: str) -> None:
       folded layout with a kernel_path other than 'auto'/'fold';
       kernel_path='fold' with a non-matrix algebra. Messages say the fix.
   """
-  cfg = {**common_defaults(), **config_access.as_dict(cfg, f"{who} config")}
 
-  def choice(key: str, valid, note: str = "") -> None:
-    config_access.check_choice(cfg[key], key, valid, who, note)
+  def choice(value, key: str, valid, note: str = "") -> None:
+    config_access.check_choice(value, key, valid, who, note)
 
-  alg = algebras.get(cfg["algebra"])  # Lists the valid names.
-  _check_multiplier(cfg["width_multiplier"], who)
-  choice("lift", LIFTS)
-  choice("head", HEADS)
+  alg = algebras.get(algebra)  # Lists the valid names.
+  _check_multiplier(width_multiplier, who)
+  choice(lift, "lift", LIFTS)
+  choice(head, "head", HEADS)
   choice(
+      norm,
       "norm",
       NORMS,
       " Vision models use BatchNorm ('batch') or no normalisation ('none').",
   )
-  choice("norm_mode", layers.NORM_MODES)
-  _check_rate(cfg["bn_decay"], "bn_decay", who)
-  eps = cfg["bn_eps"]
+  choice(norm_mode, "norm_mode", layers.NORM_MODES)
+  _check_decay(bn_decay, "bn_decay", who)
+  eps = bn_eps
   if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
     raise ValueError(
         f"{who}: bn_eps must be a positive number (e.g. 1e-5), got {eps!r}."
     )
-  choice("activation", layers.ACTIVATIONS)
-  choice("layout", LAYOUTS)
-  if cfg["layout"] == layout_lib.FOLDED and alg.matrix_shape is None:
+  choice(activation, "activation", layers.ACTIVATIONS)
+  choice(layout, "layout", LAYOUTS)
+  if layout == layout_lib.FOLDED and alg.matrix_shape is None:
     raise ValueError(
         f"{who}: layout='folded' needs a matrix algebra M_n(base) (e.g. M2R, "
         f"M3R, M4R, M2C); {alg.name!r} is not one. Use layout='auto' or "
         "'standard'."
     )
-  choice("kernel_path", (AUTO, *kernels.CONV_PATHS))
-  path = cfg["kernel_path"]
-  if path == "fold" and alg.matrix_shape is None:
+  choice(kernel_path, "kernel_path", (AUTO, *kernels.CONV_PATHS))
+  if kernel_path == "fold" and alg.matrix_shape is None:
     raise ValueError(
         f"{who}: kernel_path='fold' needs a matrix algebra; {alg.name!r} is "
         "not one. Use kernel_path='auto'."
     )
-  resolved = resolve_layout(alg, cfg["layout"])
-  if resolved == layout_lib.FOLDED and path not in (AUTO, "fold"):
+  resolved = resolve_layout(alg, layout)
+  if resolved == layout_lib.FOLDED and kernel_path not in (AUTO, "fold"):
     raise ValueError(
-        f"{who}: layout={cfg['layout']!r} runs {alg.name} folded, which "
-        f"always uses the fold kernel; got kernel_path={path!r}. Use "
+        f"{who}: layout={layout!r} runs {alg.name} folded, which always uses "
+        f"the fold kernel; got kernel_path={kernel_path!r}. Use "
         "kernel_path='auto' or 'fold', or layout='standard'."
     )
+  return alg, resolved

@@ -18,7 +18,7 @@ Targets:
   macs              intrinsic multiply-adds per example (docs/macs_and_flops.md)
 
 Usage:
-  cfg = resnet.default_config() | {'algebra': 'H'}
+  cfg = models.defaults('resnet') | {'algebra': 'H'}
   result = match_width(vision_counter(cfg, num_classes=1000,
                                       image_shape=(224, 224, 3)), 'params')
   result.width_multiplier, result.counts.params_total, result.relative_error
@@ -39,7 +39,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from algebranets import metrics, models
+from algebranets import config_access, metrics, models
 
 TARGETS = ("params", "params_without_io", "macs")
 # Path components of the real input lift and output head (see
@@ -132,14 +132,11 @@ def vision_counter(
     no parameter memory: `jax.eval_shape`), results cached per multiplier.
 
   Raises:
-    ValueError: unknown model name or an invalid config (from the model's
-      validator).
+    ModelConfigError: unknown model name or an invalid config (from the
+      model's constructor).
   """
-  base = dict(
-      model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg
-  )
-  spec = models.get(base["name"])
-  spec.validate_config(base)
+  base = config_access.as_dict(model_cfg, "vision_counter: the model config")
+  models.check(base, num_classes=num_classes)
   cache: dict[float, Counts] = {}
 
   def counter(width_multiplier: float) -> Counts:
@@ -147,10 +144,10 @@ def vision_counter(
     if m in cache:
       return cache[m]
     cfg = dict(base, width_multiplier=m)
-    spec.validate_config(cfg)
+    models.check(cfg, num_classes=num_classes)
 
     def fn(images):
-      model = spec.from_config(cfg, num_classes=num_classes)
+      model = models.build(cfg, num_classes=num_classes)
       return model(images, is_training=True)
 
     images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)

@@ -55,7 +55,7 @@ import haiku as hk
 import jax
 import numpy as np
 
-from algebranets import metrics
+from algebranets import metrics, models
 from algebranets.models import convac
 
 # 2^22 entries = 32 MiB in float64 and as many network evaluations; beyond
@@ -433,7 +433,7 @@ def convac_probe_config(
     pooling: 'component' or 'algebra' product pooling.
 
   Returns:
-    A plain dict accepted by `models.convac.from_config`.
+    A plain convac model section (`models.build(cfg, num_classes=K)`).
 
   Raises:
     ValueError: depth < 1, or an invalid value (the model's own checks).
@@ -443,7 +443,7 @@ def convac_probe_config(
         f"convac_probe_config: depth must be >= 1 block, got {depth}."
     )
   cfg = {
-      **convac.default_config(),
+      **models.defaults(convac.NAME),
       "kind": "convac",
       "algebra": algebra,
       "representation": representation,
@@ -458,7 +458,7 @@ def convac_probe_config(
       "pooling": pooling,
       "head": "global",
   }
-  convac.validate_config(cfg)
+  models.check(cfg, num_classes=1)
   return cfg
 
 
@@ -559,7 +559,7 @@ def make_convac_probe(
         f"make_convac_probe: need num_positions >= 1 and input_channels >= 1,"
         f" got {num_positions} and {input_channels}."
     )
-  convac.validate_config(model_cfg)
+  models.check(model_cfg, num_classes=1)
   init, apply = _compiled_model(_freeze(model_cfg))
   dummy = np.zeros((1, 1, num_positions, input_channels), dtype)
   with _precision(dtype):

@@ -429,9 +429,7 @@ class ImageClassificationTask(Task):
 
   # ---------------------------------------------------------------- model --
   def _model(self):
-    return models.get(self.config.model.name).from_config(
-        self.config.model, num_classes=self.num_classes
-    )
+    return models.build(self.config.model, num_classes=self.num_classes)
 
   def model_fn(
       self, batch: dict[str, jax.Array], is_training: bool

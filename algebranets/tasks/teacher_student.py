@@ -171,7 +171,9 @@ def validate_config(config, *, check_data: bool = True) -> None:
   if split == "train" and data.train_examples == 0:
     raise ValueError(_NO_TRAIN_SPLIT)
   if config.model.get("name") == two_layer.NAME:
-    two_layer.check_compatible(config.model, data.input_dim, coeffs)
+    # The student against the data (d divisible by A, the coefficients of
+    # a polynomial activation); its data-free checks ran in models.check.
+    models.check(config.model, input_dim=data.input_dim, coeffs=coeffs)
 
 
 _NO_TRAIN_SPLIT = (
@@ -427,10 +429,8 @@ class TeacherStudentTask(Task):
 
   # ---------------------------------------------------------------- model --
   def _model(self):
-    return models.get(self.config.model.name).from_config(
-        self.config.model,
-        input_dim=self.input_dim,
-        coeffs=self.teacher.coeffs,
+    return models.build(
+        self.config.model, input_dim=self.input_dim, coeffs=self.teacher.coeffs
     )
 
   def model_fn(
@@ -577,7 +577,7 @@ class TeacherStudentTask(Task):
       return {}
     params = jax.device_get(params)
     dirs = two_layer.effective_directions(
-        params, self.config.model, input_dim=self.input_dim
+        params, self.config.model.algebra, input_dim=self.input_dim
     )
     return self.recovery_metrics(dirs)
 
