@@ -37,7 +37,6 @@ model itself is only read for its hyperparameters.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
