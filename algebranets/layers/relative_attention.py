@@ -365,14 +365,19 @@ def ring_attention(
   then holds the position pos - ((pos - s) mod W) at distance
   (pos - s) mod W from the query, and is valid when that position is >= 0.
 
+  The cache is head-major, [B, H, W, c*d] (c = C/H channels of d reals per
+  head): every product is then a batched matrix-vector product over
+  contiguous rows, with no per-step transpose of the cache.
+
   Args:
     q: queries [B, C, d] of the token at absolute position `pos`.
-    keys: [B, W, C, d] projected keys, the query's own in slot pos mod W.
-    values: [B, W, C, d] projected values, same slots.
-    positions: [W, C, d], row t = the position projection of the embedding
-      of distance t (`relative_positions` rows reversed, through W_r).
-    r_w_bias: u [H, C/H, d].
-    r_r_bias: v [H, C/H, d].
+    keys: [B, H, W, c*d] projected keys, the query's own in slot pos mod W.
+    values: [B, H, W, c*d] projected values, same slots.
+    positions: [H, W, c*d], row t = the position projection of the
+      embedding of distance t (`relative_positions` rows reversed, through
+      W_r), split into heads.
+    r_w_bias: u [H, c, d].
+    r_r_bias: v [H, c, d].
     pos: int scalar (traced), the query's absolute position (0 = first).
     precision: matmul precision of the products.
 
@@ -382,39 +387,35 @@ def ring_attention(
     keys are the W most recent positions (itself included).
   """
   dtype = q.dtype
-  b, w, c, d = keys.shape
-  h = r_w_bias.shape[0]
-
-  def heads(a):  # [..., C, d] -> [..., H, C/H, d]
-    return a.reshape(*a.shape[:-2], h, c // h, d)
-
-  qh, kh, vh, ph = heads(q), heads(keys), heads(values), heads(positions)
+  b, c, d = q.shape
+  h, w, k = keys.shape[1:]
+  qh = q.reshape(b, h, k)
   acc = jnp.promote_types(dtype, jnp.float32)
   ac = jnp.einsum(
-      "bhce,bshce->bhs",
-      qh + r_w_bias.astype(dtype)[None],
-      kh,
+      "bhk,bhsk->bhs",
+      qh + r_w_bias.astype(dtype).reshape(1, h, k),
+      keys,
       precision=precision,
       preferred_element_type=acc,
   )
   # Scores against the table by distance, then gathered per slot: the
   # decoding form of `rel_shift`.
   by_distance = jnp.einsum(
-      "bhce,thce->bht",
-      qh + r_r_bias.astype(dtype)[None],
-      ph,
+      "bhk,htk->bht",
+      qh + r_r_bias.astype(dtype).reshape(1, h, k),
+      positions,
       precision=precision,
       preferred_element_type=acc,
   )
   distance = (pos - jnp.arange(w, dtype=jnp.int32)) % w
   bd = jnp.take(by_distance, distance, axis=-1)
-  scores = (ac + bd) / math.sqrt((c // h) * d)
+  scores = (ac + bd) / math.sqrt(k)
   scores = jnp.where(distance <= pos, scores, jnp.asarray(_MASK_VALUE, acc))
   probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
   out = jnp.einsum(
-      "bhs,bshce->bhce",
+      "bhs,bhsk->bhk",
       probs.astype(dtype),
-      vh,
+      values,
       precision=precision,
       preferred_element_type=acc,
   )

@@ -58,7 +58,8 @@ LINEARS = ("qkv", "output", "ffn_in", "ffn_out")
 class DecodeCache(NamedTuple):
   """Per-layer rings of projected keys and values, and the position.
 
-  keys, values: L arrays [B, W, C, d] (position p in slot p mod W).
+  keys, values: L arrays [B, H, W, C/H * d] (head-major; position p in
+  slot p mod W).
   pos: int32 scalar, the absolute position of the next token (= tokens
   seen so far).
   """
@@ -287,9 +288,8 @@ class TXLDecoder:
         }
         layer["ffn_in_b"] = bs["ffn_in"].astype(dtype)
         layer["ffn_out_b"] = bs["ffn_out"].astype(dtype)
-        layer["positions"] = kernels.dense(
-            table, ws["position"].astype(dtype), alg
-        )
+        positions = kernels.dense(table, ws["position"].astype(dtype), alg)
+        layer["positions"] = positions.reshape(w_len, h, -1).transpose(1, 0, 2)
         layer["u"] = (u[i] if m.untie_r else u).astype(dtype)
         layer["v"] = (v[i] if m.untie_r else v).astype(dtype)
         out.append(layer)
@@ -322,13 +322,18 @@ class TXLDecoder:
           attention_norm, _ = self._norms()
           if m.pre_norm:
             hid = attention_norm(hid)
-        shape = (b, w_len, c, m.algebra.dim)
+        h = m.num_heads
+        shape = (b, h, w_len, c // h * m.algebra.dim)
         k_ring = jnp.zeros(shape, dtype)
         v_ring = jnp.zeros(shape, dtype)
         if mem:
           kv = kernels.dense_prepared(hid, lw["qkv"])
-          k_ring = k_ring.at[:, slots].set(kv[..., c : 2 * c, :])
-          v_ring = v_ring.at[:, slots].set(kv[..., 2 * c :, :])
+
+          def head_major(a, h=h):  # [B, M, C, d] -> [B, H, M, c*d]
+            return a.reshape(*a.shape[:2], h, -1).transpose(0, 2, 1, 3)
+
+          k_ring = k_ring.at[:, :, slots].set(head_major(kv[..., c : 2 * c, :]))
+          v_ring = v_ring.at[:, :, slots].set(head_major(kv[..., 2 * c :, :]))
         keys.append(k_ring)
         values.append(v_ring)
     return DecodeCache(
@@ -354,11 +359,12 @@ class TXLDecoder:
           x_in = attention_norm(x) if m.pre_norm else x
           qkv = kernels.dense_prepared(x_in, lw["qkv"])
           q, k, v = qkv[:, :c], qkv[:, c : 2 * c], qkv[:, 2 * c :]
+          b, h = tokens.shape[0], m.num_heads
           k_ring = jax.lax.dynamic_update_slice_in_dim(
-              cache.keys[i], k[:, None], slot, axis=1
+              cache.keys[i], k.reshape(b, h, 1, -1), slot, axis=2
           )
           v_ring = jax.lax.dynamic_update_slice_in_dim(
-              cache.values[i], v[:, None], slot, axis=1
+              cache.values[i], v.reshape(b, h, 1, -1), slot, axis=2
           )
           keys.append(k_ring)
           values.append(v_ring)
