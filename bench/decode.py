@@ -365,7 +365,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
       default=16,
       help="tokens of the old sampler at batch 1 (0 = skip)",
   )
-  p.add_argument("--paths", choices=("default", "measure"), default="default")
+  p.add_argument(
+      "--paths",
+      choices=("default", "measure"),
+      default="measure",
+      help="kernel paths: timed per linear (default) or choose_dense_path",
+  )
   p.add_argument("--repeats", type=int, default=None)
   p.add_argument("--min_sample_ms", type=float, default=50.0)
   p.add_argument("--copy_mb", type=float, default=None)
