@@ -2,7 +2,7 @@ r"""Transformer-XL decoding benchmark: time and bytes per token per algebra.
 
     python -m bench.decode [--quick] [--out results.json] \
         [--sizes small,base] [--algebras R,C,H,M2R,M4R] [--batches 1,4,16] \
-        [--tokens 64] [--paths default|measure] [--copy_mb 1024]
+        [--tokens 64] [--paths measure|default] [--copy_mb 1024]
 
 The compute-density argument end to end: at batch 1 a decoding step reads
 every weight once and uses it once, so an algebra model with the real
@@ -13,7 +13,10 @@ What is timed: `models.txl_decoding.TXLDecoder.generate` (K/V rings,
 prepared weights, the whole generation one compiled `lax.scan` with
 sampling inside) for --tokens tokens at batch B, after a prompt of 8
 tokens; ms/token = call time / tokens (a step yields one token per stream,
-so tokens/s = B x tokens / call time). The algebras of one (size, memory,
+so tokens/s = B x tokens / call time). The kernel path of each linear is
+timed first (`txl_decoding.measure_paths`, stored per row; --paths default
+uses `kernels.choose_dense_path`), for R as for the algebras, so the
+baseline is as prepared as they are. The algebras of one (size, memory,
 batch) point are timed INTERLEAVED (`bench.common.time_interleaved`), so
 the ratio to R is robust to a drifting shared machine. RANDOM weights
 (initialisation): fine for timing, meaningless text.
