@@ -4,7 +4,11 @@ r"""Samples text from a Transformer-XL checkpoint (batch 1, cached memory).
       --prompt '<page><title>' --num_tokens 200 --temperature 0.8
 
 Prints the continuation and the generation speed (tokens/s after the
-compile step), the batch-1 inference setting of the paper.
+compile step), the batch-1 inference setting of the paper. Generation runs
+through `models.txl_decoding.TXLDecoder` (cached projected keys/values,
+prepared weights, all tokens in one compiled scan); --paths=measure times
+the kernel paths of the decoder's linears first instead of using
+`kernels.choose_dense_path`'s choice.
 """
 
 from absl import app, flags
@@ -21,6 +25,12 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Override data.path (for the vocabulary)."
 )
+_PATHS = flags.DEFINE_enum(
+    "paths",
+    "default",
+    ["default", "measure"],
+    "Kernel paths of the decoder's linears: the default choice, or timed.",
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -29,7 +39,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     sampler = sampling.Sampler(
-        _WORKDIR.value, step=_STEP.value, data_path=_DATA_PATH.value
+        _WORKDIR.value,
+        step=_STEP.value,
+        data_path=_DATA_PATH.value,
+        paths="measure" if _PATHS.value == "measure" else None,
     )
   except (FileNotFoundError, ValueError, checkpointing.CheckpointError) as e:
     # E.g. config.json edited away from the recorded model: one line.

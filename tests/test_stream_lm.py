@@ -169,6 +169,44 @@ def test_sampler_generates_with_cached_memory(txl_run):
   assert int(np.argmax(full[0, -1])) == greedy.token_ids[-1]
 
 
+def test_sampler_matches_the_reference_sampler_and_script(txl_run):
+  import os
+  import subprocess
+  import sys
+
+  from algebranets.training import sampling
+
+  _, workdir, _ = txl_run
+  sampler = sampling.Sampler(workdir)
+  # Past the evaluation memory, so the decoder's rings wrap around.
+  n = sampler.mem_len + 20
+  new = sampler.generate("the ", n, temperature=0.0)
+  ref, logps = sampler.reference_generate(
+      "the ", n, temperature=0.0, forced=new.token_ids
+  )
+  assert ref.token_ids == new.token_ids
+  top2 = np.sort(logps, axis=-1)[:, -2:]
+  clear = top2[:, 1] - top2[:, 0] >= 1e-4
+  assert clear.mean() > 0.8
+  got = np.asarray(new.token_ids)
+  np.testing.assert_array_equal(got[clear], logps.argmax(-1)[clear])
+  out = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "scripts.sample",
+          f"--workdir={workdir}",
+          "--num_tokens=5",
+          "--prompt=the ",
+      ],
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
+  assert "tokens/s after compile, batch 1" in out.stdout
+
+
 def test_sampler_rejects_bad_input(txl_run, tiny_corpus, tmp_path):
   from algebranets.training import sampling
 

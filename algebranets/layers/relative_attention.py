@@ -342,3 +342,81 @@ class RelativeMultiHeadAttention(hk.Module):
     )
     out = out.reshape(b, t, c, d).astype(dtype)
     return self._linear(c, "output")(out)
+
+
+def ring_attention(
+    q: jax.Array,
+    keys: jax.Array,
+    values: jax.Array,
+    positions: jax.Array,
+    r_w_bias: jax.Array,
+    r_r_bias: jax.Array,
+    *,
+    pos: jax.Array,
+    precision: jax.lax.Precision | None = None,
+) -> jax.Array:
+  """One query per stream against cached keys/values in a ring buffer.
+
+  The decoding form of `RelativeMultiHeadAttention` (before its output
+  projection): Transformer-XL's content keys W_k h_j and values W_v h_j do
+  not depend on the query, so they are computed once per position and kept
+  in a fixed-size ring of W slots, position p in slot p mod W; the position
+  term only needs W_r R for the W distances, a table computed once. Slot s
+  then holds the position pos - ((pos - s) mod W) at distance
+  (pos - s) mod W from the query, and is valid when that position is >= 0.
+
+  The cache is head-major, [B, H, W, c*d] (c = C/H channels of d reals per
+  head): every product is then a batched matrix-vector product over
+  contiguous rows, with no per-step transpose of the cache.
+
+  Args:
+    q: queries [B, C, d] of the token at absolute position `pos`.
+    keys: [B, H, W, c*d] projected keys, the query's own in slot pos mod W.
+    values: [B, H, W, c*d] projected values, same slots.
+    positions: [H, W, c*d], row t = the position projection of the
+      embedding of distance t (`relative_positions` rows reversed, through
+      W_r), split into heads.
+    r_w_bias: u [H, c, d].
+    r_r_bias: v [H, c, d].
+    pos: int scalar (traced), the query's absolute position (0 = first).
+    precision: matmul precision of the products.
+
+  Returns:
+    [B, C, d] in q's dtype: the heads' weighted values (no output
+    projection), as `RelativeMultiHeadAttention` computes for a query whose
+    keys are the W most recent positions (itself included).
+  """
+  dtype = q.dtype
+  b, c, d = q.shape
+  h, w, k = keys.shape[1:]
+  qh = q.reshape(b, h, k)
+  acc = jnp.promote_types(dtype, jnp.float32)
+  ac = jnp.einsum(
+      "bhk,bhsk->bhs",
+      qh + r_w_bias.astype(dtype).reshape(1, h, k),
+      keys,
+      precision=precision,
+      preferred_element_type=acc,
+  )
+  # Scores against the table by distance, then gathered per slot: the
+  # decoding form of `rel_shift`.
+  by_distance = jnp.einsum(
+      "bhk,htk->bht",
+      qh + r_r_bias.astype(dtype).reshape(1, h, k),
+      positions,
+      precision=precision,
+      preferred_element_type=acc,
+  )
+  distance = (pos - jnp.arange(w, dtype=jnp.int32)) % w
+  bd = jnp.take(by_distance, distance, axis=-1)
+  scores = (ac + bd) / math.sqrt(k)
+  scores = jnp.where(distance <= pos, scores, jnp.asarray(_MASK_VALUE, acc))
+  probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
+  out = jnp.einsum(
+      "bhs,bhsk->bhk",
+      probs.astype(dtype),
+      values,
+      precision=precision,
+      preferred_element_type=acc,
+  )
+  return out.reshape(b, c, d).astype(dtype)
