@@ -22,3 +22,21 @@ def env(**extra: str) -> dict[str, str]:
 
 def python() -> str:
   return sys.executable
+
+
+def run(*argv: str, timeout: float = 300, **env_extra: str):
+  """`python *argv` from the repo root with `env()`; output captured as text.
+
+  Returns:
+    The `subprocess.CompletedProcess` (check returncode, stdout, stderr).
+  """
+  import subprocess
+
+  return subprocess.run(
+      [python(), *argv],
+      cwd=ROOT,
+      env=env(**env_extra),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )

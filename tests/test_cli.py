@@ -1,7 +1,6 @@
 """The train/eval entry points as users run them (real subprocesses)."""
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,16 +14,8 @@ QUICK = [
 ]
 
 
-def _run(args, **kw):
-  return subprocess.run(
-      [subprocess_env.python(), *args],
-      cwd=subprocess_env.ROOT,
-      env=subprocess_env.env(),
-      capture_output=True,
-      text=True,
-      timeout=300,
-      **kw,
-  )
+def _run(args):
+  return subprocess_env.run(*args)
 
 
 @pytest.fixture(scope="module")

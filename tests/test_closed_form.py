@@ -2,7 +2,6 @@
 validation, reloading, and its fit / evaluate entry points."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -195,14 +194,7 @@ def test_fit_and_evaluate_cli_end_to_end(tmp_path):
   """The study's fit / evaluate entry points on the study's config."""
 
   def run(*args, ok=True):
-    proc = subprocess.run(
-        [subprocess_env.python(), "-m", *args],
-        cwd=subprocess_env.ROOT,
-        env=subprocess_env.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess_env.run("-m", *args)
     assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return proc
 

@@ -14,7 +14,6 @@ the code of today must reproduce them from the same files.
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -26,14 +25,7 @@ EXPECTED_BITS = {"valid": 4.2681, "test": 4.2502}
 
 
 def _run(args):
-  return subprocess.run(
-      [subprocess_env.python(), *args],
-      cwd=subprocess_env.ROOT,
-      env=subprocess_env.env(),
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
+  return subprocess_env.run(*args)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ edited config.json is refused by eval. Real subprocesses, as users run them.
 
 import json
 import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -21,14 +20,7 @@ CORPUS = "tests/fixtures/tiny_corpus.txt"
 
 
 def _run(*args):
-  return subprocess.run(
-      [subprocess_env.python(), "-m", *args],
-      cwd=subprocess_env.ROOT,
-      env=subprocess_env.env(),
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
+  return subprocess_env.run("-m", *args)
 
 
 def _train(workdir, algebra_flag, num_steps, arg="runlocal"):
