@@ -21,8 +21,8 @@ PACKAGE = "algebranets"
 # sparsity count with it; data is plain NumPy/bytes, tasks pair data with a
 # model, training runs tasks, studies sit on top of the whole library.
 TIERS = (
-    ("algebras", "config_access"),
-    ("layout",),
+    ("algebras", "config_access", "backend_log", "palette"),
+    ("layout", "algebra_files"),
     ("kernels",),
     ("layers",),
     ("metrics",),
@@ -135,7 +135,7 @@ def test_graph_is_read():
   # Known edges, so an empty or broken parse cannot pass the tests below.
   assert "algebranets.kernels" in graph["algebranets.layers.linear"]
   assert "algebranets.tasks.registry" in graph["algebranets.tasks.byte_lm"]
-  assert "algebranets.data.process_rows" in graph["algebranets.tasks.stream_lm"]
+  assert "algebranets.data.lm_streams" in graph["algebranets.tasks.stream_lm"]
   assert len(graph) > 50
 
 

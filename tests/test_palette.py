@@ -8,8 +8,10 @@ from algebranets import algebras, palette
 from tests import subprocess_env
 
 
-def test_every_registered_algebra_has_its_own_colour():
-  names = algebras.names()
+def test_every_builtin_algebra_has_its_own_colour():
+  # Other tests in the same process may register more algebras (those get
+  # hashed colours, tested below); the built-ins are the registry's first.
+  names = algebras.names()[: len(palette.ALGEBRA_ORDER)]
   colours = [palette.algebra_color(n) for n in names]
   assert len(set(colours)) == len(names)
   assert all(matplotlib.colors.is_color_like(c) for c in colours)

@@ -47,9 +47,7 @@ def _model(config):
   """The task's loss over a model built from the config alone."""
 
   def model_fn(batch, is_training):
-    net = models.get(config.model.name).from_config(
-        config.model, num_classes=NUM_CLASSES
-    )
+    net = models.build(config.model, num_classes=NUM_CLASSES)
     logits = net(batch["images"], is_training=is_training)
     smoothing = config.data.label_smoothing if is_training else 0.0
     return image_classification.classification_loss(
