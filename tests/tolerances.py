@@ -28,14 +28,15 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 
 def ulps32(magnitude, k):
-  """k float32 ulps at `magnitude` (largest |value| compared).
+  """k float32 ulps at `magnitude` (largest |value| compared, or an array).
 
   For float64 runs whose only float32 steps round: each such step adds at
   most half an ulp relative to its own values, and a few steps feeding
   each other through O(1)-conditioned maps (softmax, layer norm, a final
   cast) add a few ulps; k counts them with a margin, not a fit.
   """
-  return k * EPS32 * float(magnitude)
+  out = k * EPS32 * np.asarray(magnitude, np.float64)
+  return float(out) if out.ndim == 0 else out  # Per element if an array.
 
 
 def float32_error(n, magnitude, *, depth=1, k=6.0):
