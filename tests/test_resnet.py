@@ -372,6 +372,51 @@ def _check_folded_equals_standard(alg, norm_mode):
   )
 
 
+def _activation_transposes(jaxpr, batch: int) -> int:
+  """Transposes of arrays that carry the batch axis, in all sub-jaxprs.
+
+  Weight folding (`kernels.fold_weight`) transposes each WEIGHT, which has
+  no batch axis; a layout change of the ACTIVATIONS has one. With a batch
+  size that no other axis has, counting transposes whose operand has that
+  size counts the activation transposes exactly.
+  """
+  count = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "transpose" and batch in eqn.invars[0].aval.shape:
+      count += 1
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+        if hasattr(inner, "eqns"):
+          count += _activation_transposes(inner, batch)
+  return count
+
+
+@pytest.mark.parametrize("alg", ["M2R", "M3R", "M2C"])
+def test_folded_graph_transposes_activations_only_at_the_ends(alg):
+  """How this is checked: the jaxpr of the training forward pass (norms,
+  activations, pooling, every conv) is searched for transposes of
+  batch-carrying arrays (`_activation_transposes`, batch 5 is unique). The
+  folded net has exactly 2 (stem fold, head unfold), however deep it is;
+  the standard layout is the control: its count grows with depth, so the
+  counter does see per-layer transposes where there are some."""
+  batch = 5
+  x = jax.ShapeDtypeStruct((batch, 8, 8, 3), jnp.float32)
+
+  def count(layout, blocks):
+    cfg = _tiny(algebra=alg, layout=layout, blocks_per_stage=blocks)
+    params, state = _shapes(cfg, x.shape)
+    model = _model(cfg)
+    jaxpr = jax.make_jaxpr(lambda p, s, x: model.apply(p, s, None, x, True))(
+        params, state, x
+    )
+    return _activation_transposes(jaxpr.jaxpr, batch)
+
+  assert count("folded", (1, 1)) == 2
+  assert count("folded", (2, 2)) == 2
+  assert count("standard", (2, 2)) > count("standard", (1, 1)) > 2
+
+
 # -- variants ------------------------------------------------------------------
 
 
