@@ -11,6 +11,7 @@ from algebranets import algebras, layers, metrics
 from algebranets import layout as layout_lib
 from algebranets.layers import attention
 from tests import reference_products as ref
+from tests import tolerances
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 B, T = 2, 5
@@ -39,6 +40,15 @@ def _random_biases(params, seed=3):
   for i, (mod, ps) in enumerate(sorted(params.items())):
     out[mod] = {**ps, "b": _rand(seed + i, ps["b"].shape)}
   return out
+
+
+def _f64(tree):
+  return jax.tree.map(lambda v: np.asarray(v, np.float64), tree)
+
+
+def _tol(want, n):
+  """Float64 rounding of the four chained projections/products, length n."""
+  return tolerances.float64_error(n, np.abs(want).max(), depth=4)
 
 
 def _ref_linear(x, p, prod):
@@ -82,9 +92,17 @@ def test_matches_float64_reference(name):
   params = _random_biases(model.init(jax.random.key(1), x))
   y = model.apply(params, x)
   assert y.shape == x.shape and y.dtype == x.dtype
-  np.testing.assert_allclose(
-      y, _ref_attention(x, params, 2, prod), rtol=1e-4, atol=1e-4
-  )
+  # In float64 (the layer computes in its input's dtype, softmax included):
+  # float32 sums in a CPU-dependent order would measure the CPU (issue 16).
+  want = _ref_attention(x, params, 2, prod)
+  with jax.enable_x64(True):
+    y = model.apply(_f64(params), _f64(x))
+  assert y.dtype == np.float64
+  tol = _tol(want, 4 * d)
+  np.testing.assert_allclose(y, want, rtol=0, atol=tol)
+  # The bound can fail: inputs 1e-9 off (relative) are caught.
+  off = _ref_attention(np.asarray(x, np.float64) * (1 + 1e-9), params, 2, prod)
+  assert np.abs(off - want).max() > tol
 
 
 def test_extra_mask_and_non_causal_match_reference():
@@ -95,9 +113,9 @@ def test_extra_mask_and_non_causal_match_reference():
     model = _model(4, "H", causal=causal)
     params = _random_biases(model.init(jax.random.key(1), x))
     want = _ref_attention(x, params, 4, ref.hamilton, mask, causal=causal)
-    np.testing.assert_allclose(
-        model.apply(params, x, mask), want, rtol=1e-4, atol=1e-4
-    )
+    with jax.enable_x64(True):
+      y = model.apply(_f64(params), _f64(x), mask)
+    np.testing.assert_allclose(y, want, rtol=0, atol=_tol(want, 16))
 
 
 def test_mask_shapes_broadcast_alike():

@@ -1,5 +1,7 @@
 """Tests for the Transformer-XL relative multi-head attention layer."""
 
+import functools
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 from algebranets import algebras, layers, metrics
 from algebranets.layers import relative_attention as ra
 from tests import reference_products as ref
+from tests import tolerances
 
 # Strict numerics for every test here (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("strict_numerics")
@@ -105,7 +108,31 @@ def test_matches_float64_reference(name, mlen):
   y = model.apply(params, None, x, r, u, v, mems, mask)
   want = _ref_attention(x, r, u, v, mems, mask, params, h, prod)
   assert y.shape == x.shape and y.dtype == jnp.float32
-  np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+  # In float64 (the layer computes in x's dtype): float32 sums in a
+  # CPU-dependent order would measure the CPU (issue 16). The softmax is
+  # float32 by design: probabilities within an ulp or two, then one float64
+  # weighted sum and projection, so a few float32 ulps of the output.
+  f64 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float64))
+  with jax.enable_x64(True):
+    args = (f64(params), None, *f64((x, r, u, v, mems)), mask)
+    y = model.apply(*args)
+    assert tolerances.float32_products(model.apply, *args) == []
+  assert y.dtype == np.float64
+  tol = tolerances.ulps32(np.abs(want).max(), k=8)
+  np.testing.assert_allclose(y, want, rtol=0, atol=tol)
+  # The bound can fail: inputs 1e-5 off (relative) are caught.
+  off = _ref_attention(
+      np.asarray(x, np.float64) * (1 + 1e-5),
+      r,
+      u,
+      v,
+      mems,
+      mask,
+      params,
+      h,
+      prod,
+  )
+  assert np.abs(off - want).max() > tol
 
 
 def _txl_rel_shift(x):

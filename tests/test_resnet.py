@@ -12,6 +12,7 @@ import pytest
 
 from algebranets import algebras, metrics, models
 from algebranets.models import resnet
+from tests import tolerances
 
 pytestmark = pytest.mark.usefixtures("strict_numerics")
 
@@ -328,13 +329,16 @@ def _check_folded_equals_standard(alg, norm_mode):
   cfg_s = _tiny(algebra=alg, norm_mode=norm_mode, layout="standard")
   cfg_f = _tiny(algebra=alg, norm_mode=norm_mode, layout="auto")
   std, fol = _model(cfg_s), _model(cfg_f)
-  x = jax.random.normal(jax.random.key(0), (3, 8, 8, 3))
+  x = np.asarray(jax.random.normal(jax.random.key(0), (3, 8, 8, 3)))
   params, state = _shapes(cfg_s, x.shape)
   assert jax.tree.map(jnp.shape, (params, state)) == jax.tree.map(
       jnp.shape, _shapes(cfg_f, x.shape)
   )
-  params = _random_like(params, np.random.default_rng(0))
-  state = jax.tree.map(lambda s: np.ones(s.shape, np.float32), state)
+  # In float64: two layouts sum in different orders, in float32 by a
+  # CPU-dependent amount (issue 16).
+  x = x.astype(np.float64)
+  params = _random_like(params, np.random.default_rng(0), np.float64)
+  state = jax.tree.map(lambda s: np.ones(s.shape, np.float64), state)
 
   def run(model, p):
     logits, new_state = model.apply(p, state, None, x, True)
@@ -343,12 +347,26 @@ def _check_folded_equals_standard(alg, norm_mode):
 
   # Forward passes only: gradients of folded layers are compared with the
   # standard ones layer by layer in tests/test_folded_network.py.
-  got = jax.jit(lambda p: run(fol, p))(params)
-  want = jax.jit(lambda p: run(std, p))(params)
-  np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(got[2], want[2], rtol=1e-5, atol=1e-5)
+  with jax.enable_x64(True):
+    for model in (std, fol):
+      assert (
+          tolerances.float32_products(lambda p, m=model: run(m, p), params)
+          == []
+      )
+    got = jax.jit(lambda p: run(fol, p))(params)
+    want = jax.jit(lambda p: run(std, p))(params)
+  # Logits are float32 by design: each layout rounds float64 values that
+  # agree far below an ulp, so they are at most an ulp apart.
+  for i in (0, 2):
+    tol = tolerances.ulps32(np.abs(want[i]).max(), k=1)
+    np.testing.assert_allclose(got[i], want[i], rtol=0, atol=tol)
+  # Running statistics stay float64: the worst-case bound of the longest
+  # sums (3x3 convs over 64 reals, batch statistics over 3*8*8) through
+  # the network's ~10 layers.
+  scale = max(np.abs(v).max() for v in jax.tree.leaves(want[1]))
+  tol = tolerances.float64_error(3 * 8 * 8 * 9, scale, depth=10)
   jax.tree.map(
-      lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5),
+      lambda g, w: np.testing.assert_allclose(g, w, rtol=0, atol=tol),
       got[1],
       want[1],
   )

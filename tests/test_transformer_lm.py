@@ -1,5 +1,7 @@
 """Tests for the algebra Transformer LM, its config handling and the registry."""
 
+import functools
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ import pytest
 
 from algebranets import algebras, metrics, models
 from algebranets.models import transformer_lm as tlm
+from tests import tolerances
 
 V, B, T = 32, 2, 6
 
@@ -99,12 +102,32 @@ def test_folded_equals_standard():
   params = _random_params(std, tokens)
   params_f = jax.eval_shape(fold.init, jax.random.key(0), tokens)
   assert jax.tree.map(jnp.shape, params_f) == jax.tree.map(jnp.shape, params)
-  np.testing.assert_allclose(
-      _jit_apply(fold)(params, None, tokens),
-      _jit_apply(std)(params, None, tokens),
-      rtol=1e-4,
-      atol=1e-4,
-  )
+  # Both in float64: two float32 layouts sum in different orders, by a
+  # CPU-dependent amount (issue 16). The logits are float32 by design:
+  # each layout rounds the same float64 value, at most an ulp apart.
+  f64 = functools.partial(jax.tree.map, lambda v: np.asarray(v, np.float64))
+  with jax.enable_x64(True):
+    for model in (std, fold):
+      assert (
+          tolerances.float32_products(model.apply, f64(params), None, tokens)
+          == []
+      )
+    got = _jit_apply(fold)(f64(params), None, tokens)
+    want = _jit_apply(std)(f64(params), None, tokens)
+    off = _jit_apply(std)(
+        f64(params)
+        | {
+            "transformer_lm/embed": jax.tree.map(
+                lambda v: v * (1 + 1e-5), f64(params["transformer_lm/embed"])
+            )
+        },
+        None,
+        tokens,
+    )
+  tol = tolerances.ulps32(np.abs(want).max(), k=2)
+  np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+  # The bound can fail: embeddings 1e-5 off (relative) are caught.
+  assert np.abs(np.asarray(off) - np.asarray(want)).max() > tol
 
 
 def test_dropout_only_when_training():

@@ -1,5 +1,6 @@
 """Tests for the algebra-valued Transformer-XL language model."""
 
+import functools
 import re
 
 import haiku as hk
@@ -13,6 +14,7 @@ import pytest
 from algebranets import algebras, metrics, models
 from algebranets.models import transformer_xl as txl
 from tests import reference_products as ref
+from tests import tolerances
 
 # Strict numerics for every test here (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("strict_numerics")
@@ -218,14 +220,44 @@ def test_matches_float64_reference(name, pre_norm):
   tokens, targets = _tokens(5)
   mems = jax.random.normal(jax.random.key(3), (2, B, 3, 8 // d, d))
   params = _perturbed(model.init(jax.random.key(0), tokens, targets, mems))
-  nll, new_mems = model.apply(params, None, tokens, targets, mems)
   want_nll, want_mems = _ref_forward(
       params, tokens, targets, mems, prod=prod, heads=2, pre_norm=pre_norm
   )
+  # The model runs in float64 (the parameters' dtype is its computation
+  # dtype): float32 sums in a CPU-dependent order would measure the CPU,
+  # not the network (issue 16). Float32 by design: the attention softmax
+  # and the sinusoid table (a few roundings per layer: a few float32 ulps
+  # of the values' magnitude), and the adaptive softmax head (float32
+  # whatever the activations: one length-8 product and a log-softmax, the
+  # float32 sum bound at the nll's magnitude; tests/tolerances.py).
+  f64 = functools.partial(jax.tree.map, lambda v: np.asarray(v, np.float64))
+  with jax.enable_x64(True):
+    args = (f64(params), None, tokens, targets, f64(mems))
+    nll, new_mems = model.apply(*args)
+    below = tolerances.float32_products(model.apply, *args)
+  assert below == [f"dot_general float32[{B * 5},8]"]  # The head only.
   assert nll.shape == (B, 5) and nll.dtype == jnp.float32
-  np.testing.assert_allclose(nll, want_nll, rtol=1e-4, atol=1e-4)
   assert new_mems.shape == (2, B, 8, 8 // d, d)
-  np.testing.assert_allclose(new_mems, want_mems, rtol=1e-5, atol=1e-5)
+  assert new_mems.dtype == np.float64
+  nll_scale = np.abs(want_nll).max()
+  tol_nll = tolerances.ulps32(nll_scale, k=8) + tolerances.float32_error(
+      8, nll_scale
+  )
+  tol_mems = tolerances.ulps32(np.abs(want_mems).max(), k=8)
+  np.testing.assert_allclose(nll, want_nll, rtol=0, atol=tol_nll)
+  np.testing.assert_allclose(new_mems, want_mems, rtol=0, atol=tol_mems)
+  # The bound can fail: parameters 1e-5 off (relative) are caught.
+  off_nll, off_mems = _ref_forward(
+      jax.tree.map(lambda v: np.asarray(v, np.float64) * (1 + 1e-5), params),
+      tokens,
+      targets,
+      mems,
+      prod=prod,
+      heads=2,
+      pre_norm=pre_norm,
+  )
+  assert np.abs(off_nll - want_nll).max() > tol_nll
+  assert np.abs(off_mems - want_mems).max() > tol_mems
 
 
 # -- memory --------------------------------------------------------------------
