@@ -343,12 +343,25 @@ def section_r_seeds(rows) -> str:
         + [f"{m:.4f}", f"{s:.4f}", str(n)]
     )
   secs = [r["seconds"] for r in where(data, split="valid")]
+  test = [r["value"] for r in where(data, split="test")]
+  noise = ""
+  if len(test) > 1:
+    _, std, n = stats(test)
+    noise = (
+        f" With R's test std of {std:.4f} bits/byte, two {n}-seed means "
+        f"differ beyond noise (two standard errors of their difference) "
+        f"only by more than {2 * std * math.sqrt(2 / n):.4f}; two single "
+        f"runs (the learning-rate sweep) by more than "
+        f"{2 * std * math.sqrt(2):.4f}."
+    )
   return (
       _table(
           ["split"] + [f"seed {k}" for k in seeds] + ["mean", "std", "n"],
           body,
       )
-      + f"\n\nTraining wall time per run: {min(secs):.0f}-{max(secs):.0f} s "
+      + "\n\nstd: sample standard deviation (ddof = 1)."
+      + noise
+      + f" Training wall time per run: {min(secs):.0f}-{max(secs):.0f} s "
       "(shared machine, see the protocol).\n"
   )
 
