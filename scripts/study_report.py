@@ -53,6 +53,7 @@ METRIC_LABELS = {
     "bits_per_byte": "bits per byte (lower is better)",
     "top1": "top-1 accuracy (%)",
 }
+TITLES = {"lm": "Transformer-XL (medium)", "images": "Fashion-MNIST ResNet"}
 SWEEP = "python -m scripts.sweep --config=configs/study_{study}.py:sweep={name} --workdir_root=workdirs/study_{study}"
 COLLECT = "python -m scripts.study_runs && python -m scripts.study_report"
 
@@ -186,7 +187,7 @@ def figure_lr_sweep(rows, study: str = "lm") -> Figure:
   ax.set_xscale("log")
   ax.set_xlabel("peak learning rate (log scale)")
   ax.set_ylabel(f"valid {METRIC_LABELS[metric]}")
-  ax.set_title(f"{study}: learning-rate sweep (seed 0)")
+  ax.set_title(f"{TITLES[study]}: learning-rate sweep (seed 0)")
   ax.legend(fontsize=8, ncol=3)
   fig.tight_layout()
   return fig
@@ -213,7 +214,7 @@ def figure_algebras(rows, study: str, split: str = "test") -> Figure:
   ax.set_xticks(range(len(algs)), algs)
   ax.set_xlabel("algebra (parameters matched to R)")
   ax.set_ylabel(f"{split} {METRIC_LABELS[metric]}")
-  ax.set_title(f"{study}: selected learning rate, mean ± std over seeds")
+  ax.set_title(f"{TITLES[study]}: selected learning rate, mean ± std")
   fig.tight_layout()
   return fig
 
