@@ -38,6 +38,8 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from algebranets.training import config_lib
+
 RUNS = "docs/results/runs.csv"
 DOC = "docs/results.md"
 FIGURES = "docs/figures"
@@ -47,8 +49,12 @@ ALGEBRAS = ("R", "C", "dual", "cross", "H", "M2R", "M3R", "M4R", "M2C")
 ALGEBRA_COLORS = dict(
     zip(ALGEBRAS, plt.get_cmap("tab10").colors[: len(ALGEBRAS)], strict=True)
 )
-LM_GRID = (0.001, 0.002, 0.004)  # configs/study_lm.py LR_GRID
-IMAGES_GRID = (0.025, 0.05, 0.1)  # configs/study_images.py LR_GRID
+# The learning-rate grids are the sweeps' own (one place each).
+_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+LM_GRID = config_lib.load_config_file(str(_CONFIGS / "study_lm.py")).LR_GRID
+IMAGES_GRID = config_lib.load_config_file(
+    str(_CONFIGS / "study_images.py")
+).LR_GRID
 METRIC_LABELS = {
     "bits_per_byte": "bits per byte (lower is better)",
     "top1": "top-1 accuracy (%)",
