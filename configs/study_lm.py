@@ -66,7 +66,7 @@ SIZES = {
     "medium": dict(d_model=64, d_inner=256, num_heads=2),
     "large": dict(d_model=128, d_inner=512, num_heads=4),
 }
-LR_GRID = (0.001, 0.002, 0.004)
+LR_GRID = (0.001, 0.002, 0.004, 0.008)
 SIZE_ALGEBRAS = ("R", "C", "H", "M2R", "M4R")
 SPARSITY_TARGETS = (0.5, 0.75, 0.9, 0.95)
 SPARSITY_SEEDS_AT = 0.9

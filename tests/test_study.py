@@ -31,7 +31,7 @@ def _arg_of(job):
 # ------------------------------------------------------------- configs --
 @pytest.mark.parametrize(
     "path, name, count",
-    [(LM, "r_seeds", 3), (LM, "lr_sweep", 27), (IMAGES, "lr_sweep", 27)],
+    [(LM, "r_seeds", 3), (LM, "lr_sweep", 9 * 4), (IMAGES, "lr_sweep", 9 * 3)],
 )
 def test_sweeps_expand_validate_and_name_runs_by_their_arg(path, name, count):
   module = _module(path)
@@ -48,7 +48,7 @@ def test_sweeps_expand_validate_and_name_runs_by_their_arg(path, name, count):
   if name == "lr_sweep":
     points = {(j["name"].split(",")[0], j["name"].split(",")[1]) for j in jobs}
     assert {p[0] for p in points} == {f"algebra={a}" for a in _study.ALGEBRAS}
-    assert len({p[1] for p in points}) == 3
+    assert {p[1] for p in points} == {f"lr={x:g}" for x in module.LR_GRID}
 
 
 def test_selected_sweeps_need_selected_rates(monkeypatch):
