@@ -220,7 +220,13 @@ def figure_algebras(rows, study: str, split: str = "test") -> Figure:
   ax.set_xticks(range(len(algs)), algs)
   ax.set_xlabel("algebra (parameters matched to R)")
   ax.set_ylabel(f"{split} {METRIC_LABELS[metric]}")
-  ax.set_title(f"{TITLES[study]}: selected learning rate, mean ± std")
+  counts = sorted({len(where(data, algebra=a)) for a in algs}) or [0]
+  seeds = (
+      "one seed, no error bars"
+      if counts == [1]
+      else f"mean ± std over {counts[0]}-{counts[-1]} seeds"
+  )
+  ax.set_title(f"{TITLES[study]}: selected learning rate ({seeds})")
   fig.tight_layout()
   return fig
 
