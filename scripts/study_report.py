@@ -11,7 +11,7 @@ docs/results.md between `<!-- BEGIN generated: NAME -->` and
 `<!-- END generated: NAME -->` is replaced by the section NAME built from
 the rows; a section whose runs are not in the file says so and gives the
 commands that produce them. Figures go to docs/figures/<NAME>.png, one
-colour per algebra (ALGEBRA_COLORS) in every figure, error bars = sample
+colour per algebra (`algebranets.palette`) in every figure, error bars = sample
 standard deviation over seeds (ddof=1) where a point has several seeds.
 
 --select writes configs/_study_selected.py: per study (lm, images) and
@@ -38,6 +38,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from algebranets import palette
 from algebranets.training import config_lib
 
 RUNS = "docs/results/runs.csv"
@@ -45,10 +46,8 @@ DOC = "docs/results.md"
 FIGURES = "docs/figures"
 SELECTED_MODULE = "configs/_study_selected.py"
 ALGEBRAS = ("R", "C", "dual", "cross", "H", "M2R", "M3R", "M4R", "M2C")
-# One colour per algebra in every figure of the study (tab10 order).
-ALGEBRA_COLORS = dict(
-    zip(ALGEBRAS, plt.get_cmap("tab10").colors[: len(ALGEBRAS)], strict=True)
-)
+# One colour per algebra in every figure the project draws (the palette).
+ALGEBRA_COLORS = {name: palette.algebra_color(name) for name in ALGEBRAS}
 # The learning-rate grids are the sweeps' own (one place each).
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 LM_GRID = config_lib.load_config_file(str(_CONFIGS / "study_lm.py")).LR_GRID
