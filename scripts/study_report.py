@@ -225,7 +225,7 @@ def figure_algebras(rows, study: str, split: str = "test") -> Figure:
       if counts == [1]
       else f"mean ± std over {counts[0]}-{counts[-1]} seeds"
   )
-  ax.set_title(f"{TITLES[study]}: selected learning rate ({seeds})")
+  ax.set_title(f"{TITLES[study]}: selected learning rate\n({seeds})")
   fig.tight_layout()
   return fig
 
