@@ -8,7 +8,6 @@ hides a cycle is caught too.
 
 import ast
 import pathlib
-import subprocess
 
 from tests import subprocess_env
 
@@ -174,15 +173,8 @@ def test_import_algebranets_does_not_load_scipy():
       "import sys, algebranets, algebranets.models; "
       "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
   )
-  proc = subprocess.run(
-      [subprocess_env.python(), "-c", code],
-      cwd=subprocess_env.ROOT,
-      env=subprocess_env.env(),
-      capture_output=True,
-      text=True,
-      timeout=120,
-      check=True,
-  )
+  proc = subprocess_env.run("-c", code, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == "[]", proc.stdout[-2000:]
 
 
@@ -193,13 +185,6 @@ def test_scipy_check_sees_scipy_when_it_is_loaded():
       "import sys, algebranets.studies.teacher_student; "
       "print('scipy' in sys.modules)"
   )
-  proc = subprocess.run(
-      [subprocess_env.python(), "-c", code],
-      cwd=subprocess_env.ROOT,
-      env=subprocess_env.env(),
-      capture_output=True,
-      text=True,
-      timeout=120,
-      check=True,
-  )
+  proc = subprocess_env.run("-c", code, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == "True"
