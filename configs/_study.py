@@ -19,6 +19,9 @@ from algebranets.training import config_lib
 # The nine algebras of the paper (ICLR version), R first.
 ALGEBRAS = ("R", "C", "dual", "cross", "H", "M2R", "M3R", "M4R", "M2C")
 SEEDS = (0, 1, 2)
+# The seed sweeps add these to the learning-rate sweep's own seed-0 run at
+# the selected rate (the same arg, so the same run and workdir).
+REPEAT_SEEDS = SEEDS[1:]
 
 
 def format_value(value: Any) -> str:
@@ -53,6 +56,20 @@ def canonical_arg(
       continue
     parts.append(f"{key}={format_value(value)}")
   return ",".join(parts)
+
+
+def lr_grid(grid: Sequence[float], best: float | None) -> tuple[float, ...]:
+  """The learning rates swept for one algebra: `grid`, extended by factors
+  of 2 past whichever edge `best` (the best rate measured so far, None
+  before any) sits on, so the selected rate ends up inside its grid. Each
+  extension is one more sweep + `--select` round."""
+  out = sorted(grid)
+  if best is not None:
+    while best >= out[-1]:
+      out.append(out[-1] * 2)
+    while best <= out[0]:
+      out.insert(0, out[0] / 2)
+  return tuple(out)
 
 
 def add_selected(

@@ -23,9 +23,12 @@ path=<dir> (data.path); sweep=<name> picks the sweep, nothing else.
 
 Sweeps (`python -m scripts.sweep --config=configs/study_images.py:sweep=NAME
 --workdir_root=workdirs/study_images`):
-  lr_sweep   every algebra x LR_GRID, seed 0
+  lr_sweep   every algebra x LR_GRID, seed 0; an algebra whose best rate
+             is on the grid's edge gets 2x past it (_study.lr_grid; rerun
+             after each `python -m scripts.study_report --select`)
   seeds      every algebra at its selected learning rate
-             (configs/_study_selected.py), seeds 0-2
+             (configs/_study_selected.py), seeds 1-2 (seed 0 is the
+             lr_sweep run at that rate)
 """
 
 import sys
@@ -128,17 +131,19 @@ def sweep(add, arg=None):
         f"(got {a.sweep!r})."
     )
   base = dict(runlocal=a.runlocal, path=a.path)
+  selected = _study_selected.LR.get(STUDY, {})
   if a.sweep == "lr_sweep":
     for algebra in _study.ALGEBRAS:
-      for lr in LR_GRID:
+      for lr in _study.lr_grid(LR_GRID, selected.get(algebra)):
         add(config_arg=arg_for(algebra=algebra, lr=lr, **base))
     return
   _study.add_selected(
       add,
-      _study_selected.LR.get(STUDY, {}),
+      selected,
       _study.ALGEBRAS,
       lambda alg, lr: [
-          arg_for(algebra=alg, lr=lr, seed=s, **base) for s in _study.SEEDS
+          arg_for(algebra=alg, lr=lr, seed=s, **base)
+          for s in _study.REPEAT_SEEDS
       ],
       what="seeds",
       fix=(

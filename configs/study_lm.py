@@ -44,8 +44,11 @@ Args (combine with commas; scripts/study_runs.py writes them in this order):
 Sweeps (`python -m scripts.sweep --config=configs/study_lm.py:sweep=NAME
 --workdir_root=workdirs/study_lm`; finished runs are skipped):
   r_seeds    R at the default learning rate, seeds 0-2 (the noise floor)
-  lr_sweep   every algebra x LR_GRID, seed 0 (the medium size)
-  seeds      every algebra at its selected learning rate, seeds 0-2
+  lr_sweep   every algebra x LR_GRID, seed 0 (the medium size); an algebra
+             whose best rate is on the grid's edge gets 2x past it (see
+             _study.lr_grid; rerun after each `--select`)
+  seeds      every algebra at its selected learning rate, seeds 1-2 (seed
+             0 is the lr_sweep run at that rate)
   sizes      R, C, H, M2R, M4R at small and large, selected LR, seeds 0-2
   sparsity   R unstructured, R 2x2 and 4x4 blocks, M2R/H/M4R elements, at
              SPARSITY_TARGETS (seed 0; seeds 0-2 at 0.9), selected LR
@@ -274,12 +277,18 @@ def sweep(add, arg=None):
     for lr in sorted(LR_GRID, key=lambda x: (x != DEFAULTS["lr"], x)):
       for algebra in _study.ALGEBRAS:
         add(config_arg=arg_for(algebra=algebra, lr=lr, **base))
+    # Then past the grid's edge for algebras whose best rate lies on it.
+    for algebra in _study.ALGEBRAS:
+      for lr in _study.lr_grid(LR_GRID, selected.get(algebra)):
+        if lr not in LR_GRID:
+          add(config_arg=arg_for(algebra=algebra, lr=lr, **base))
   elif a.sweep == "seeds":
     select(
         "seeds",
         _study.ALGEBRAS,
         lambda alg, lr: [
-            arg_for(algebra=alg, lr=lr, seed=s, **base) for s in _study.SEEDS
+            arg_for(algebra=alg, lr=lr, seed=s, **base)
+            for s in _study.REPEAT_SEEDS
         ],
     )
   elif a.sweep == "sizes":

@@ -124,7 +124,8 @@ def lr_sweep_rows(rows, study: str) -> list[dict[str, Any]]:
 
 
 def select(rows, study: str) -> dict[str, float]:
-  """{algebra: best learning rate} for algebras whose grid is complete."""
+  """{algebra: best learning rate} for algebras whose grid is complete,
+  over every rate measured for it (the grid and its extensions)."""
   grid = LM_GRID if study == "lm" else IMAGES_GRID
   lower = study != "images"
   by_alg: dict[str, dict[float, float]] = defaultdict(dict)
@@ -132,9 +133,9 @@ def select(rows, study: str) -> dict[str, float]:
     by_alg[r["algebra"]][r["learning_rate"]] = r["value"]
   out = {}
   for alg, vals in by_alg.items():
+    # Rates past the grid's edge (configs/_study.lr_grid) compete too.
     if all(lr in vals for lr in grid):
-      pick = (min if lower else max)(grid, key=lambda lr: vals[lr])
-      out[alg] = pick
+      out[alg] = (min if lower else max)(vals, key=lambda lr: vals[lr])
   return out
 
 
@@ -388,6 +389,7 @@ def section_lr_sweep(rows, study: str = "lm") -> str:
     )
   metric = data[0]["metric"]
   chosen = select(rows, study)
+  grid = sorted(set(grid) | {r["learning_rate"] for r in data})
   body = []
   for alg in _order(r["algebra"] for r in data):
     got = {r["learning_rate"]: r for r in where(data, algebra=alg)}

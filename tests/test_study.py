@@ -33,7 +33,11 @@ def _arg_of(job):
     "path, name, count",
     [(LM, "r_seeds", 3), (LM, "lr_sweep", 9 * 4), (IMAGES, "lr_sweep", 9 * 3)],
 )
-def test_sweeps_expand_validate_and_name_runs_by_their_arg(path, name, count):
+def test_sweeps_expand_validate_and_name_runs_by_their_arg(
+    path, name, count, monkeypatch
+):
+  # No selection yet: the bare grids (the extension is tested below).
+  monkeypatch.setattr(_study_selected, "LR", {"lm": {}, "images": {}})
   module = _module(path)
   jobs = sweep.expand(f"{path}:sweep={name}", workdir_root="w")
   assert len(jobs) == count
@@ -51,6 +55,25 @@ def test_sweeps_expand_validate_and_name_runs_by_their_arg(path, name, count):
     assert {p[1] for p in points} == {f"lr={x:g}" for x in module.LR_GRID}
 
 
+def test_lr_grid_extends_past_the_edge_the_best_rate_sits_on():
+  grid = (0.001, 0.002, 0.004)
+  assert _study.lr_grid(grid, None) == grid
+  assert _study.lr_grid(grid, 0.002) == grid
+  assert _study.lr_grid(grid, 0.004) == (0.001, 0.002, 0.004, 0.008)
+  assert _study.lr_grid(grid, 0.008) == (0.001, 0.002, 0.004, 0.008, 0.016)
+  assert _study.lr_grid(grid, 0.001) == (0.0005, 0.001, 0.002, 0.004)
+
+
+def test_lr_sweep_extends_only_edge_algebras(monkeypatch):
+  table = {a: 0.002 for a in _study.ALGEBRAS}
+  table["H"] = 0.008
+  monkeypatch.setattr(_study_selected, "LR", {"lm": table, "images": {}})
+  jobs = sweep.expand(f"{LM}:sweep=lr_sweep", workdir_root="w")
+  extra = [j["name"] for j in jobs if "lr=0.016" in j["name"]]
+  assert extra == ["algebra=H,lr=0.016,seed=0"]
+  assert len(jobs) == 9 * 4 + 1
+
+
 def test_selected_sweeps_need_selected_rates(monkeypatch):
   monkeypatch.setattr(_study_selected, "LR", {"lm": {}, "images": {}})
   with pytest.raises(config_lib.ConfigError, match="lr_sweep"):
@@ -65,7 +88,7 @@ def test_selected_sweeps_sizes(monkeypatch):
       _study_selected, "LR", {"lm": table, "images": {"R": 0.05}}
   )
   counts = {
-      "seeds": 9 * 3,
+      "seeds": 9 * 2,  # seeds 1-2; seed 0 is the lr_sweep run
       "sizes": 5 * 2 * 3,  # R, C, H, M2R, M4R x small, large x 3 seeds
       # 6 kinds (R: unstructured, 2x2, 4x4; M2R, H, M4R elements) x (3
       # targets with seed 0 + 3 seeds at 0.9)
@@ -85,7 +108,7 @@ def test_selected_sweeps_sizes(monkeypatch):
   }
   assert blocks == {(2, 2), (4, 4)}
   # An algebra without a selection is left out (and named), not an error.
-  assert len(sweep.expand(f"{IMAGES}:sweep=seeds")) == 3
+  assert len(sweep.expand(f"{IMAGES}:sweep=seeds")) == 2
 
 
 def test_bad_args_are_one_line_errors():
@@ -294,6 +317,13 @@ def test_select_picks_the_best_valid_rate_of_complete_grids():
       if not (r["algebra"] == "H" and r["learning_rate"] == 0.001)
   ]
   assert study_report.select(partial, "lm") == {"R": 0.002}
+  # A rate past the grid's edge competes once the grid is complete.
+  extra = dict(
+      next(r for r in rows if r["algebra"] == "H" and r["split"] == "valid"),
+      learning_rate=0.1,
+      value=0.5,
+  )
+  assert study_report.select(rows + [extra], "lm")["H"] == 0.1
   text = study_report.selected_module_text({"lm": {"H": 0.004, "R": 0.002}})
   namespace = {}
   exec(text, namespace)
