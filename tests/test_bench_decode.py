@@ -32,4 +32,21 @@ def test_decode_bench_runs_and_reports(tmp_path):
   assert rows[("R", 1)]["time_vs_R"] == 1.0
   assert "before_ms_per_token" in rows[("H", 1)]
   assert "before_ms_per_token" not in rows[("H", 2)]
+  assert rows[("H", 2)]["gbps_vs_R"] == rows[("H", 2)]["gbps"] / rows[
+      ("R", 2)
+  ]["gbps"]
   assert "| tiny | 4 | 1 | H |" in results["table"]
+  assert results["skipped"] == []
+
+
+def test_decode_bench_skips_points_whose_rings_do_not_fit():
+  # tiny, B=2: R's rings 2 x 1 layer x 2 x 4 slots x 16 reals x 4 bytes =
+  # 1,024 bytes; with H's 2,048 and one more copy of the largest, 5,120.
+  args = ["--sizes=tiny", "--algebras=R,H", "--tokens=1", "--repeats=1"]
+  args += ["--min_sample_ms=1", "--copy_mb=1", "--before_tokens=0"]
+  results = decode.main(args + ["--batches=1,2", "--max_cache_gb=4e-6"])
+  assert {r["batch"] for r in results["rows"]} == {1}
+  assert results["skipped"] == [
+      "tiny mem 4 B=2: skipped, the K/V rings need 0.0 GB (> --max_cache_gb "
+      "4e-06)"
+  ]
