@@ -283,3 +283,37 @@ def test_the_decoding_loop_updates_the_rings_in_place(algebra, batch):
   # (XLA:CPU did so 4 times per step for [B, H, W, c*d] rings).
   copies, rings = _ring_copies(algebra, batch)
   assert copies <= rings
+
+
+def test_draws_follow_the_distribution_and_skip_impossible_tokens():
+  # Inverse-CDF draws against the exact probabilities: 40,000 fixed
+  # uniforms, chi-square over 5 tokens (one of them impossible), a
+  # statistic that a wrong draw (off by one token, temperature ignored)
+  # exceeds by orders of magnitude.
+  probs = np.asarray([0.1, 0.0, 0.2, 0.3, 0.4])
+  logp = jnp.asarray(np.log(np.where(probs > 0, probs, 1e-45)))[None]
+  logp = jnp.where(jnp.asarray(probs)[None] > 0, logp, -jnp.inf)
+  n = 40_000
+  u = jax.random.uniform(jax.random.PRNGKey(0), (n,))
+  toks = jax.vmap(
+      lambda x: dec._choose(x[None], logp, 1.0, greedy=False, top_k=0)[0]
+  )(u)
+  counts = np.bincount(np.asarray(toks), minlength=5)
+  assert counts[1] == 0
+  live = probs > 0
+  chi2 = ((counts[live] - n * probs[live]) ** 2 / (n * probs[live])).sum()
+  assert chi2 < 25.0  # 3 degrees of freedom: p < 2e-5 by chance
+  # The edges of [0, 1): never the impossible token, never past the end.
+  edge = jnp.asarray([0.0, np.nextafter(np.float32(1), np.float32(0))])
+  got = dec._choose(edge, jnp.tile(logp, (2, 1)), 1.0, greedy=False, top_k=0)
+  assert np.asarray(got).tolist() == [0, 4]
+  # Temperature 0.5 squares the probabilities (renormalised); top_k=2 keeps
+  # tokens 3 and 4 only.
+  toks = jax.vmap(
+      lambda x: dec._choose(x[None], logp, 0.5, greedy=False, top_k=2)[0]
+  )(u)
+  counts = np.bincount(np.asarray(toks), minlength=5)
+  assert counts[:3].sum() == 0
+  want = np.asarray([0.3, 0.4]) ** 2 / (0.3**2 + 0.4**2)
+  chi2 = ((counts[3:] - n * want) ** 2 / (n * want)).sum()
+  assert chi2 < 20.0  # 1 degree of freedom
