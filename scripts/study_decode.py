@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "seconds": time.perf_counter() - t0,
   }
   common.write_results(args.out, results)
-  print(f"wrote {args.out} ({results['seconds']:.0f} s)", flush=True)
+  print(f"total {results['seconds']:.0f} s", flush=True)
   return results
 
 
