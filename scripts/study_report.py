@@ -146,11 +146,12 @@ def select(rows, study: str) -> dict[str, float]:
 
 def selected_module_text(selected: dict[str, dict[str, float]]) -> str:
   def literal(d):
-    return (
-        "{" + ", ".join(f'"{k}": {d[k]!r}' for k in _order(d)) + "}"
-        if d
-        else "{}"
-    )
+    # One entry per line with a trailing comma: the layout pyink keeps, so
+    # the generated file passes the formatting check of scripts/test.sh.
+    if not d:
+      return "{}"
+    lines = "".join(f'        "{k}": {d[k]!r},\n' for k in _order(d))
+    return "{\n" + lines + "    }"
 
   inner = ",\n".join(
       f'    "{s}": {literal(selected.get(s, {}))}' for s in ("images", "lm")

@@ -4,6 +4,9 @@ scripts/study_report.py (docs/results.md)."""
 import csv
 import json
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -328,6 +331,24 @@ def test_select_picks_the_best_valid_rate_of_complete_grids():
   namespace = {}
   exec(text, namespace)
   assert namespace["LR"] == {"images": {}, "lm": {"R": 0.002, "H": 0.004}}
+
+
+def test_selected_module_text_passes_the_format_check(tmp_path):
+  # scripts/test.sh runs `pyink --check` over configs/: the generated file
+  # must already be in pyink's layout.
+  path = tmp_path / "_study_selected.py"
+  path.write_text(
+      study_report.selected_module_text(
+          {"lm": {"H": 0.004, "R": 0.002, "M4R": 0.008}, "images": {}}
+      )
+  )
+  root = pathlib.Path(__file__).resolve().parents[1]
+  done = subprocess.run(
+      [sys.executable, "-m", "pyink", "--check", "--config",
+       str(root / "pyproject.toml"), str(path)],
+      capture_output=True, text=True,
+  )  # fmt: skip
+  assert done.returncode == 0, done.stderr
 
 
 def _errorbars(ax):
