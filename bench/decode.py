@@ -1,8 +1,9 @@
 r"""Transformer-XL decoding benchmark: time and bytes per token per algebra.
 
     python -m bench.decode [--quick] [--out results.json] \
-        [--sizes small,base] [--algebras R,C,H,M2R,M4R] [--batches 1,4,16] \
-        [--tokens 64] [--paths measure|default] [--copy_mb 1024]
+        [--sizes small,base] [--mems 64,2100] [--algebras R,C,H,M2R,M4R] \
+        [--batches 1,4,16] [--tokens 64] [--paths measure|default] \
+        [--copy_mb 1024] [--max_cache_gb 8] [--no-breakdown]
 
 The compute-density argument end to end: at batch 1 a decoding step reads
 every weight once and uses it once, so an algebra model with the real
@@ -37,7 +38,14 @@ once per step whatever B), K/V (both rings of every layer, per stream) and
 the position tables W_r R (once per step), divided by B. Achieved
 bandwidth = bytes per step / step time, next to the machine's copy
 bandwidth measured in the same run (2 x size / time of `a + s` on a
---copy_mb array, fastest of the samples: the physical limit).
+--copy_mb array, fastest of the samples) and its read bandwidth (size /
+time of `sum` over the same array): a step mostly reads, so the read rate
+is the physical limit (a copy's writes make it the lower of the two).
+
+Breakdown (batch 1, --no-breakdown to skip): the same number of steps of
+ONLY the layers' prepared linears (`linears_call`), timed interleaved too;
+`rest` = step - linears (attention over the rings, norms, embedding,
+softmax and sampling).
 
 Before/after: the "before" column is `training.sampling.reference_generate`
 (the previous sampler: the model's log_prob on one position against the
@@ -64,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import algebras
+from algebranets import algebras, kernels
 from algebranets.models import transformer_xl as txl
 from algebranets.models import txl_decoding
 from algebranets.training import sampling
@@ -97,6 +105,20 @@ def matched_width(algebra: str, d_model: int, num_heads: int) -> float:
   from configs import _txl_common
 
   return _txl_common.matched_width(algebra, d_model, num_heads)
+
+
+def width_for(alg, size: Size) -> float:
+  """The width multiplier of `alg` at `size` (R: 1)."""
+  if alg.dim == 1:
+    return 1.0
+  return matched_width(alg.name, size.d_model, size.num_heads)
+
+
+def ring_bytes(alg, size: Size, mem_len: int, batch: int) -> int:
+  """Bytes of the K and V rings of every layer (float32, window = mem_len:
+  the bench's models use same_length)."""
+  channels = round(size.d_model * width_for(alg, size)) // alg.dim
+  return 2 * size.num_layers * batch * mem_len * channels * alg.dim * 4
 
 
 def build_fn(alg, size: Size, width: float, mem_len: int, clamp_len: int):
@@ -134,7 +156,9 @@ def init_params(build, seed: int = 0):
 
 
 def copy_bandwidth(mb: float, repeats: int) -> dict[str, float]:
-  """2 x bytes / time of `a + s` over an mb MiB float32 array (fastest)."""
+  """The machine's memory rates over an mb MiB float32 array: copy = 2 x
+  bytes / time of `a + s`, read = bytes / time of `sum(a)` (GB/s, the
+  fastest sample and the median)."""
   n = int(mb * 2**20) // 4
   a = jnp.ones((n,), jnp.float32)
   s = jnp.float32(1.0)
@@ -142,10 +166,19 @@ def copy_bandwidth(mb: float, repeats: int) -> dict[str, float]:
   t = common.time_interleaved(
       {"copy": lambda: fn(a, s)}, repeats=repeats, warmup=2, min_sample_s=0.05
   )["copy"]
+  # A decoding step mostly READS (weights, rings): a copy also writes, and
+  # its write-allocate traffic makes it a low ceiling for reads, so the
+  # read rate of a sum over the same array is measured too.
+  total = jax.jit(jnp.sum)
+  r = common.time_interleaved(
+      {"read": lambda: total(a)}, repeats=repeats, warmup=2, min_sample_s=0.05
+  )["read"]
   return {
       "copy_mb": mb,
       "copy_gbps_best": 2 * n * 4 / min(t.samples) / 1e9,
       "copy_gbps_median": 2 * n * 4 / t.median / 1e9,
+      "read_gbps_best": n * 4 / min(r.samples) / 1e9,
+      "read_gbps_median": n * 4 / r.median / 1e9,
   }
 
 
@@ -153,15 +186,38 @@ def copy_bandwidth(mb: float, repeats: int) -> dict[str, float]:
 class Point:
   row: dict[str, Any]
   call: Any
+  linears: Any = None
 
 
-def prepare_point(alg, size, mem, batch, tokens, paths) -> tuple[Point, Any]:
+def linears_call(decoder, weights, batch: int, tokens: int):
+  """A compiled scan of `tokens` steps running ONLY the prepared linears of
+  every layer (fused QKV, output, FFN in and out) at batch `batch`, each
+  step's input depending on the last: the weight reads and multiply-adds
+  of a decoding step without attention, norms, embedding or softmax (the
+  breakdown of a step's time). Returns a zero-argument call."""
+  m = decoder.model
+  c = m.num_channels
+
+  def body(x, _):
+    for lw in weights["layers"]:
+      qkv = kernels.dense_prepared(x, lw["qkv"])
+      # All three thirds used, so no product can be sliced away.
+      a = qkv[:, :c] + qkv[:, c : 2 * c] + qkv[:, 2 * c :]
+      y = kernels.dense_prepared(kernels.dense_prepared(a, lw["output"]), lw["ffn_in"])
+      x = x + 1e-3 * kernels.dense_prepared(y, lw["ffn_out"])
+    return x, None
+
+  x0 = jnp.ones((batch, c, m.algebra.dim), weights["layers"][0]["u"].dtype)
+  fn = jax.jit(lambda ws, x: jax.lax.scan(body, x, None, length=tokens)[0])
+  compiled = fn.lower(weights, x0).compile()
+  return lambda: compiled(weights, x0)
+
+
+def prepare_point(
+    alg, size, mem, batch, tokens, paths, *, breakdown: bool = False
+) -> tuple[Point, Any]:
   mem_len, clamp_len = mem
-  width = (
-      1.0
-      if alg.dim == 1
-      else matched_width(alg.name, size.d_model, size.num_heads)
-  )
+  width = width_for(alg, size)
   build = build_fn(alg, size, width, mem_len, clamp_len)
   params = init_params(build)
   decoder = txl_decoding.TXLDecoder(
@@ -204,7 +260,8 @@ def prepare_point(alg, size, mem, batch, tokens, paths) -> tuple[Point, Any]:
   def call():
     return compiled(params, weights, cache, logp, key, temp)
 
-  return Point(row, call), (build, params)
+  linears = linears_call(decoder, weights, batch, tokens) if breakdown else None
+  return Point(row, call, linears), (build, params)
 
 
 def before_ms_per_token(build, params, size, mem_len, tokens: int) -> float:
@@ -230,23 +287,51 @@ def before_ms_per_token(build, params, size, mem_len, tokens: int) -> float:
   return 1e3 / tps
 
 
-def run(args) -> tuple[list[dict[str, Any]], dict[str, float]]:
-  rows = []
+def run(args) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
+  rows, skipped = [], []
   bw = copy_bandwidth(args.copy_mb, args.repeats)
   print(
       f"copy bandwidth: {bw['copy_gbps_best']:.1f} GB/s best, "
-      f"{bw['copy_gbps_median']:.1f} median ({args.copy_mb:g} MiB)",
+      f"{bw['copy_gbps_median']:.1f} median; read "
+      f"{bw['read_gbps_best']:.1f} best, {bw['read_gbps_median']:.1f} "
+      f"median ({args.copy_mb:g} MiB)",
       flush=True,
   )
   for size_name in args.sizes:
     size = SIZES[size_name]
     for mem in size.mems:
+      if args.mems and mem[0] not in args.mems:
+        continue
       for batch in args.batches:
+        # Every algebra's rings are alive at once (interleaved timing), and
+        # a call copies its own once more.
+        need = sum(
+            ring_bytes(algebras.get(n), size, mem[0], batch)
+            for n in args.algebras
+        ) + max(
+            ring_bytes(algebras.get(n), size, mem[0], batch)
+            for n in args.algebras
+        )
+        if need > args.max_cache_gb * 1e9:
+          note = (
+              f"{size_name} mem {mem[0]} B={batch}: skipped, the K/V rings "
+              f"need {need / 1e9:.1f} GB (> --max_cache_gb "
+              f"{args.max_cache_gb:g})"
+          )
+          print("  " + note, flush=True)
+          skipped.append(note)
+          continue
         points, builds = {}, {}
         for name in args.algebras:
           alg = algebras.get(name)
           points[name], builds[name] = prepare_point(
-              alg, size, mem, batch, args.tokens, args.paths
+              alg,
+              size,
+              mem,
+              batch,
+              args.tokens,
+              args.paths,
+              breakdown=batch == 1 and args.breakdown,
           )
         timings = common.time_interleaved(
             {n: p.call for n, p in points.items()},
@@ -254,7 +339,15 @@ def run(args) -> tuple[list[dict[str, Any]], dict[str, float]]:
             warmup=1,
             min_sample_s=args.min_sample_ms / 1e3,
         )
-        base_ms = None
+        linears = {}
+        if batch == 1 and args.breakdown:
+          linears = common.time_interleaved(
+              {n: p.linears for n, p in points.items()},
+              repeats=args.repeats,
+              warmup=1,
+              min_sample_s=args.min_sample_ms / 1e3,
+          )
+        base_ms = base_gbps = None
         for name, p in points.items():
           t = timings[name]
           r = p.row
@@ -265,9 +358,14 @@ def run(args) -> tuple[list[dict[str, Any]], dict[str, float]]:
           step_bytes = r["bytes_per_token"] * batch
           r["gbps"] = step_bytes / (r["ms_per_step"] / 1e3) / 1e9
           r["fraction_of_copy"] = r["gbps"] / bw["copy_gbps_best"]
+          r["fraction_of_read"] = r["gbps"] / bw["read_gbps_best"]
           if base_ms is None and name == args.algebras[0]:
-            base_ms = r["ms_per_step"]
+            base_ms, base_gbps = r["ms_per_step"], r["gbps"]
           r["time_vs_" + args.algebras[0]] = r["ms_per_step"] / base_ms
+          r["gbps_vs_" + args.algebras[0]] = r["gbps"] / base_gbps
+          if name in linears:
+            r["linears_ms_per_step"] = linears[name].median * 1e3 / args.tokens
+            r["rest_ms_per_step"] = r["ms_per_step"] - r["linears_ms_per_step"]
           want_before = (
               batch == 1
               and (size_name != "base" or mem[0] <= 64)
@@ -287,6 +385,12 @@ def run(args) -> tuple[list[dict[str, Any]], dict[str, float]]:
               f"(x{r['time_vs_' + args.algebras[0]]:.2f} per step), "
               f"{r['gbps']:.1f} GB/s"
               + (
+                  f", linears {r['linears_ms_per_step']:.3f} + rest "
+                  f"{r['rest_ms_per_step']:.3f} ms/step"
+                  if "linears_ms_per_step" in r
+                  else ""
+              )
+              + (
                   f", before {r['before_ms_per_token']:.2f} ms/token "
                   f"(x{r['speedup_vs_before']:.1f})"
                   if "before_ms_per_token" in r
@@ -294,7 +398,7 @@ def run(args) -> tuple[list[dict[str, Any]], dict[str, float]]:
               ),
               flush=True,
           )
-  return rows, bw
+  return rows, skipped, bw
 
 
 def table(
@@ -311,7 +415,9 @@ def table(
       f"step x {ref}",
       "MB/token weights / KV / pos",
       "GB/s",
+      f"GB/s x {ref}",
       "% copy",
+      "% read",
       "before ms/token",
       "speed-up",
   ]
@@ -337,7 +443,9 @@ def table(
                 )
             ),
             f"{r['gbps']:.1f}",
+            f"{r['gbps_vs_' + ref]:.2f}",
             f"{100 * r['fraction_of_copy']:.0f}",
+            f"{100 * r['fraction_of_read']:.0f}",
             f"{r['before_ms_per_token']:.2f}"
             if "before_ms_per_token" in r
             else "",
@@ -349,7 +457,9 @@ def table(
   return (
       common.markdown_table(header, body)
       + f"\n\nCopy bandwidth (same run): {bw['copy_gbps_best']:.1f} GB/s "
-      f"(fastest; median {bw['copy_gbps_median']:.1f})."
+      f"(fastest; median {bw['copy_gbps_median']:.1f}); read bandwidth "
+      f"{bw['read_gbps_best']:.1f} GB/s (median "
+      f"{bw['read_gbps_median']:.1f})."
   )
 
 
@@ -364,6 +474,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--sizes", default=None, help="comma list of small,base,tiny")
   p.add_argument("--algebras", default="R,C,H,M2R,M4R")
   p.add_argument("--batches", default="1,4,16")
+  p.add_argument(
+      "--mems",
+      default="",
+      help="comma list of memory lengths to run (default: each size's)",
+  )
   p.add_argument("--tokens", type=int, default=None)
   p.add_argument(
       "--before_tokens",
@@ -380,6 +495,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--repeats", type=int, default=None)
   p.add_argument("--min_sample_ms", type=float, default=50.0)
   p.add_argument("--copy_mb", type=float, default=None)
+  p.add_argument(
+      "--breakdown",
+      action=argparse.BooleanOptionalAction,
+      default=True,
+      help="at batch 1, also time the layers' linears alone (linears_call)",
+  )
+  p.add_argument(
+      "--max_cache_gb",
+      type=float,
+      default=8.0,
+      help="skip a (size, memory, batch) point whose K/V rings need more",
+  )
   args = p.parse_args(argv)
   args.sizes = (args.sizes or ("small" if args.quick else "small,base")).split(
       ","
@@ -397,6 +524,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.batches = [int(b) for b in args.batches.split(",")]
   except ValueError:
     p.error(f"--batches must be comma-separated ints, got {args.batches!r}")
+  try:
+    args.mems = [int(m) for m in args.mems.split(",") if m]
+  except ValueError:
+    p.error(f"--mems must be comma-separated ints, got {args.mems!r}")
   if any(b < 1 for b in args.batches):
     p.error("--batches must be >= 1")
   args.tokens = args.tokens or (32 if args.quick else 64)
@@ -412,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   info = common.machine_info()
   print(common.format_machine_info(info), flush=True)
   t0 = time.perf_counter()
-  rows, bw = run(args)
+  rows, skipped, bw = run(args)
   md = table(rows, bw, args.algebras[0])
   print(md, flush=True)
   results = {
@@ -421,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "machine": info,
       "copy_bandwidth": bw,
       "rows": rows,
+      "skipped": skipped,
       "notes": [
           "random (initialisation) weights; timing only",
           "ms/token = generate call / tokens / batch; interleaved per point",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import pathlib
 import re
@@ -42,6 +43,10 @@ from algebranets import palette
 from algebranets.training import config_lib
 
 RUNS = "docs/results/runs.csv"
+# Batch-1 decoding times of the study models (python -m scripts.study_decode);
+# main() points decode_path at --decode.
+DECODE = "docs/results/decode.json"
+decode_path = DECODE
 DOC = "docs/results.md"
 FIGURES = "docs/figures"
 SELECTED_MODULE = "configs/_study_selected.py"
@@ -141,11 +146,12 @@ def select(rows, study: str) -> dict[str, float]:
 
 def selected_module_text(selected: dict[str, dict[str, float]]) -> str:
   def literal(d):
-    return (
-        "{" + ", ".join(f'"{k}": {d[k]!r}' for k in _order(d)) + "}"
-        if d
-        else "{}"
-    )
+    # One entry per line with a trailing comma: the layout pyink keeps, so
+    # the generated file passes the formatting check of scripts/test.sh.
+    if not d:
+      return "{}"
+    lines = "".join(f'        "{k}": {d[k]!r},\n' for k in _order(d))
+    return "{\n" + lines + "    }"
 
   inner = ",\n".join(
       f'    "{s}": {literal(selected.get(s, {}))}' for s in ("images", "lm")
@@ -574,6 +580,110 @@ def section_ablation(rows) -> str:
   )
 
 
+def read_decode(path: str | pathlib.Path = DECODE) -> dict[str, Any] | None:
+  """scripts.study_decode's JSON, or None when it has not been run."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    return None
+  return json.loads(path.read_text())
+
+
+def decode_rows(rows, decode) -> list[dict[str, Any]]:
+  """Per algebra with both: test bits/byte of the lm seeds (selected LR,
+  medium) and the batch-1 decode time of the same model."""
+  if not decode:
+    return []
+  test = main_rows(rows, "lm", "test")
+  out = []
+  for d in decode["rows"]:
+    t = where(test, algebra=d["algebra"])
+    if t:
+      m, s, n = stats([r["value"] for r in t])
+      out.append(dict(d, mean=m, std=s, n=n, macs=t[0]["macs"]))
+  return out
+
+
+def _load_note(decode) -> str:
+  load = decode["machine"].get("load_average")
+  when = decode["machine"].get("timestamp", "")
+  text = f"load average {load[0]:.2f}" if load else "load not recorded"
+  return f"{decode['machine'].get('cpu_model', 'CPU')}, {text}" + (
+      f", {when[:10]}" if when else ""
+  )
+
+
+def figure_decode(rows, decode) -> Figure:
+  """Test bits/byte against batch-1 decode time per token, per algebra."""
+  data = decode_rows(rows, decode)
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for d in data:
+    _errorbar(
+        ax, [d["ms_per_token"] * 1e3], [d["mean"]], [d["std"]], d["algebra"],
+        linestyle="none",
+    )
+    ax.annotate(
+        d["algebra"], (d["ms_per_token"] * 1e3, d["mean"]),
+        textcoords="offset points", xytext=(5, 4), fontsize=8,
+    )
+  ax.set_xlabel("batch-1 decode time per token (µs, 2 CPU cores)")
+  ax.set_ylabel(f"test {METRIC_LABELS['bits_per_byte']}")
+  ax.set_title(
+      "Transformer-XL (medium), matched parameters:\nquality against "
+      "decode time (mean ± std over seeds)"
+  )
+  fig.tight_layout()
+  return fig
+
+
+def section_decode(rows) -> str:
+  decode = read_decode(decode_path)
+  data = decode_rows(rows, decode)
+  if not data:
+    return _missing(
+        "quality against batch-1 decode time",
+        [
+            "python -m scripts.study_decode   # alone on the machine: a timing",
+            SWEEP.format(study="lm", name="seeds"),
+            COLLECT,
+        ],
+    )
+  ref = data[0]
+  body = [
+      [
+          d["algebra"],
+          f"{d['params']:,}",
+          f"{d['macs']:,.0f}",
+          _fmt("bits_per_byte", d["mean"], d["std"], d["n"]),
+          str(d["n"]),
+          f"{d['ms_per_token'] * 1e3:.1f}",
+          f"{d['ms_per_token'] / ref['ms_per_token']:.2f}",
+          f"{d['bytes_per_token'] / 1e6:.2f}",
+      ]
+      for d in data
+  ]
+  return (
+      _table(
+          [
+              "algebra",
+              "params",
+              "MACs/token",
+              "test bits/byte",
+              "n seeds",
+              "µs/token (B=1)",
+              f"x {ref['algebra']}",
+              "MB read/token",
+          ],
+          body,
+      )
+      + f"\n\nDecode times: `python -m scripts.study_decode` "
+      f"({decode['tokens']} tokens per call, every algebra interleaved, "
+      f"{_load_note(decode)}); the models are the study's medium models "
+      "(evaluation memory 128) with random weights, decoded by "
+      "`models.txl_decoding.TXLDecoder`.\n\n"
+      "![quality against decode time](figures/lm_decode.png)\n"
+  )
+
+
 def section_widths(rows) -> str:
   """The matched widths (configs/_study_widths.py: configuration)."""
   del rows
@@ -637,6 +747,7 @@ SECTIONS: dict[str, Callable[[list], str]] = {
     "images": lambda rows: section_main(rows, "images"),
     "sparsity": section_sparsity,
     "ablation": section_ablation,
+    "lm_decode": section_decode,
 }
 FIGURES_OF: dict[
     str, tuple[str, Callable[[list], Figure], Callable[[list], bool]]
@@ -677,6 +788,11 @@ FIGURES_OF: dict[
         figure_sparsity,
         lambda rows: bool(where(rows, study="sparsity", split="test")),
     ),
+    "lm_decode": (
+        "lm_decode",
+        lambda rows: figure_decode(rows, read_decode(decode_path)),
+        lambda rows: bool(decode_rows(rows, read_decode(decode_path))),
+    ),
 }
 
 
@@ -706,6 +822,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   p.add_argument("--runs", default=RUNS)
   p.add_argument("--doc", default=DOC)
   p.add_argument("--figures", default=FIGURES)
+  p.add_argument(
+      "--decode", default=DECODE, help="scripts.study_decode's JSON"
+  )
   p.add_argument("--only", default="", help=f"one of {', '.join(SECTIONS)}")
   p.add_argument(
       "--select", action="store_true", help=f"write {SELECTED_MODULE}"
@@ -720,6 +839,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"study_report: {args.runs} not found; run `python -m scripts.study_runs` first."
     )
   rows = read_rows(args.runs)
+  global decode_path
+  decode_path = args.decode
   if args.select:
     chosen = {s: select(rows, s) for s in ("lm", "images")}
     pathlib.Path(SELECTED_MODULE).write_text(selected_module_text(chosen))

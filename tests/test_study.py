@@ -4,6 +4,9 @@ scripts/study_report.py (docs/results.md)."""
 import csv
 import json
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -330,6 +333,24 @@ def test_select_picks_the_best_valid_rate_of_complete_grids():
   assert namespace["LR"] == {"images": {}, "lm": {"R": 0.002, "H": 0.004}}
 
 
+def test_selected_module_text_passes_the_format_check(tmp_path):
+  # scripts/test.sh runs `pyink --check` over configs/: the generated file
+  # must already be in pyink's layout.
+  path = tmp_path / "_study_selected.py"
+  path.write_text(
+      study_report.selected_module_text(
+          {"lm": {"H": 0.004, "R": 0.002, "M4R": 0.008}, "images": {}}
+      )
+  )
+  root = pathlib.Path(__file__).resolve().parents[1]
+  done = subprocess.run(
+      [sys.executable, "-m", "pyink", "--check", "--config",
+       str(root / "pyproject.toml"), str(path)],
+      capture_output=True, text=True,
+  )  # fmt: skip
+  assert done.returncode == 0, done.stderr
+
+
 def _errorbars(ax):
   return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
 
@@ -392,8 +413,16 @@ def test_report_fills_sections_with_data_and_says_what_is_missing(tmp_path):
       )
   )
   figures = tmp_path / "figures"
-  study_report.main([f"--runs={runs}", f"--doc={doc}", f"--figures={figures}"])
+  study_report.main(
+      [
+          f"--runs={runs}",
+          f"--doc={doc}",
+          f"--figures={figures}",
+          f"--decode={tmp_path / 'no_decode.json'}",
+      ]
+  )
   text = doc.read_text()
+  assert "*Not run yet* (quality against batch-1 decode time)" in text
   assert "OLD-TEXT" not in text
   assert "| R | 1,000 | 100 |" in text  # lr sweep row: params, MACs
   assert "**3.0000**" in text  # R's selected rate
@@ -408,3 +437,86 @@ def test_report_fills_sections_with_data_and_says_what_is_missing(tmp_path):
   with pytest.raises(SystemExit, match="no '<!-- BEGIN generated: lm -->'"):
     doc.write_text("nothing\n")
     study_report.main([f"--runs={runs}", f"--doc={doc}", "--only=lm"])
+
+
+def _decode_json(path):
+  rows = [
+      dict(algebra="R", params=1000, ms_per_token=0.05, bytes_per_token=2e6),
+      dict(algebra="H", params=1010, ms_per_token=0.08, bytes_per_token=3e6),
+  ]
+  path.write_text(
+      json.dumps(
+          dict(
+              rows=rows,
+              tokens=256,
+              machine=dict(
+                  cpu_model="Test CPU",
+                  load_average=[0.5, 0.4, 0.3],
+                  timestamp="2026-12-08T03:00:00+00:00",
+              ),
+          )
+      )
+  )
+
+
+def test_decode_section_and_figure_pair_quality_with_decode_time(tmp_path):
+  rows = _synthetic_rows()
+  _decode_json(tmp_path / "decode.json")
+  runs = tmp_path / "runs.csv"
+  _write_rows(runs, rows)
+  doc = tmp_path / "results.md"
+  doc.write_text(
+      "<!-- BEGIN generated: lm_decode -->\n<!-- END generated: lm_decode -->\n"
+  )
+  figures = tmp_path / "figures"
+  study_report.main(
+      [
+          f"--runs={runs}",
+          f"--doc={doc}",
+          f"--figures={figures}",
+          f"--decode={tmp_path / 'decode.json'}",
+          "--only=lm_decode",
+      ]
+  )
+  text = doc.read_text()
+  # H: 0.08 ms = 80.0 µs, 1.60x R; its test mean over the three seeds.
+  h = [
+      r["value"]
+      for r in rows
+      if r["algebra"] == "H" and r["split"] == "test" and r["size"] == "medium"
+  ]
+  mean, std = np.mean(h), np.std(h, ddof=1)
+  assert f"| H | 1,010 | 100 | {mean:.4f} ± {std:.4f} | 3 | 80.0 | 1.60 | 3.00 |" in text
+  assert "load average 0.50" in text
+  assert [p.name for p in figures.iterdir()] == ["lm_decode.png"]
+  fig = study_report.figure_decode(rows, study_report.read_decode(tmp_path / "decode.json"))
+  (ax,) = fig.axes
+  assert "decode time per token" in ax.get_xlabel()
+  bars = {c.get_label(): c for c in _errorbars(ax)}
+  assert set(bars) == {"R", "H"}
+  assert bars["H"].lines[0].get_xdata()[0] == pytest.approx(80.0)
+
+
+def test_study_decode_times_the_study_models(tmp_path):
+  from scripts import study_decode
+
+  out = tmp_path / "decode.json"
+  results = study_decode.main(
+      [
+          "--size=small",
+          "--algebras=R,H",
+          "--tokens=2",
+          "--repeats=1",
+          f"--out={out}",
+      ]
+  )
+  assert json.loads(out.read_text())["rows"] == results["rows"]
+  rows = {r["algebra"]: r for r in results["rows"]}
+  for alg in ("R", "H"):
+    # The very model the study trains: its stored parameter count.
+    assert rows[alg]["params"] == _study_widths.LM["small"][alg]["params"]
+    assert rows[alg]["eval_mem_len"] == 128
+    assert rows[alg]["ms_per_token"] > 0
+  assert rows["R"]["time_vs_R"] == 1.0
+  with pytest.raises(SystemExit):
+    study_decode.main(["--algebras=R,Q"])

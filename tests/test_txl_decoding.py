@@ -11,6 +11,8 @@ hide wrong attention).
 
 from __future__ import annotations
 
+import re
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -238,3 +240,80 @@ def test_bytes_per_token_counts_rings_and_tables():
   # At least every parameter's bytes (the prepared H weights are expanded).
   total = sum(a.size * 4 for a in jax.tree.leaves(params))
   assert got["weights"] >= total - 2 * 4 * 4 * 4 * 4  # minus the two W_r
+
+
+def test_clamped_position_table_keeps_clamp_len_plus_one_rows():
+  build, _, params, _ = _setup("H", mem_len=6, clamp_len=2)
+  decoder = dec.TXLDecoder(build)
+  weights = decoder.prepare(params)
+  # [H, clamp_len + 1, c*d]: distances past 2 share the last row.
+  assert weights["layers"][0]["positions"].shape == (2, 3, 8)
+  got = dec.bytes_per_token(decoder, params, weights, 1)
+  assert got["positions"] == 2 * 3 * 16 * 4
+
+
+def _ring_copies(algebra, batch):
+  """Ring-shaped copies in the compiled generation, and the ring count."""
+  build, _, params, _ = _setup(algebra, mem_len=6)
+  decoder = dec.TXLDecoder(build, batch_size=batch)
+  weights = decoder.prepare(params)
+  logp, cache = decoder.start(params, weights, np.zeros((batch, 3), np.int32))
+  hlo = (
+      decoder.generate.lower(
+          params,
+          weights,
+          cache,
+          logp,
+          jax.random.PRNGKey(0),
+          jnp.float32(1.0),
+          num_tokens=4,
+      )
+      .compile()
+      .as_text()
+  )
+  shape = ",".join(map(str, cache.keys[0].shape))
+  copies = re.findall(rf"f32\[{shape}\]\{{[0-9,]*\}} copy\(", hlo)
+  return len(copies), 2 * len(cache.keys)
+
+
+@pytest.mark.parametrize("algebra,batch", [("R", 1), ("H", 1), ("H", 3)])
+def test_the_decoding_loop_updates_the_rings_in_place(algebra, batch):
+  # At most one copy per ring, of the (undonated) input cache into the
+  # loop; a ring copied inside the loop costs its whole size per token
+  # (XLA:CPU did so 4 times per step for [B, H, W, c*d] rings).
+  copies, rings = _ring_copies(algebra, batch)
+  assert copies <= rings
+
+
+def test_draws_follow_the_distribution_and_skip_impossible_tokens():
+  # Inverse-CDF draws against the exact probabilities: 40,000 fixed
+  # uniforms, chi-square over 5 tokens (one of them impossible), a
+  # statistic that a wrong draw (off by one token, temperature ignored)
+  # exceeds by orders of magnitude.
+  probs = np.asarray([0.1, 0.0, 0.2, 0.3, 0.4])
+  logp = jnp.asarray(np.log(np.where(probs > 0, probs, 1e-45)))[None]
+  logp = jnp.where(jnp.asarray(probs)[None] > 0, logp, -jnp.inf)
+  n = 40_000
+  u = jax.random.uniform(jax.random.PRNGKey(0), (n,))
+  toks = jax.vmap(
+      lambda x: dec._choose(x[None], logp, 1.0, greedy=False, top_k=0)[0]
+  )(u)
+  counts = np.bincount(np.asarray(toks), minlength=5)
+  assert counts[1] == 0
+  live = probs > 0
+  chi2 = ((counts[live] - n * probs[live]) ** 2 / (n * probs[live])).sum()
+  assert chi2 < 25.0  # 3 degrees of freedom: p < 2e-5 by chance
+  # The edges of [0, 1): never the impossible token, never past the end.
+  edge = jnp.asarray([0.0, np.nextafter(np.float32(1), np.float32(0))])
+  got = dec._choose(edge, jnp.tile(logp, (2, 1)), 1.0, greedy=False, top_k=0)
+  assert np.asarray(got).tolist() == [0, 4]
+  # Temperature 0.5 squares the probabilities (renormalised); top_k=2 keeps
+  # tokens 3 and 4 only.
+  toks = jax.vmap(
+      lambda x: dec._choose(x[None], logp, 0.5, greedy=False, top_k=2)[0]
+  )(u)
+  counts = np.bincount(np.asarray(toks), minlength=5)
+  assert counts[:3].sum() == 0
+  want = np.asarray([0.3, 0.4]) ** 2 / (0.3**2 + 0.4**2)
+  chi2 = ((counts[3:] - n * want) ** 2 / (n * want)).sum()
+  assert chi2 < 20.0  # 1 degree of freedom

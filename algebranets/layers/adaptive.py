@@ -677,4 +677,7 @@ def _logits(h, weight, bias, proj) -> jax.Array:
   """TXL's _compute_logit: (h @ proj) @ weight^T + bias, h [T, D] -> [T, V_i]."""
   if proj is not None:
     h = h @ proj
-  return h @ weight.T + bias[None, :]
+  # Contracting both operands' last axes, not `h @ weight.T`: inside a
+  # decoding loop XLA:CPU materialised the transposed [D, V] table for
+  # every token (M4R at the enwik8 base size: 0.5 ms of a 10 ms token).
+  return jnp.einsum("td,vd->tv", h, weight) + bias[None, :]

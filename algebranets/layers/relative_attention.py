@@ -365,17 +365,23 @@ def ring_attention(
   then holds the position pos - ((pos - s) mod W) at distance
   (pos - s) mod W from the query, and is valid when that position is >= 0.
 
-  The cache is head-major, [B, H, W, c*d] (c = C/H channels of d reals per
-  head): every product is then a batched matrix-vector product over
-  contiguous rows, with no per-step transpose of the cache.
+  The cache is head-major with streams and heads in ONE leading dimension,
+  [B*H, W, c*d] (c = C/H channels of d reals per head): every product is
+  then a batched matrix-vector product over contiguous rows, with no
+  per-step transpose of the cache. One dimension, not [B, H, ...]: with two
+  XLA:CPU reshapes the updated ring for the products and duplicates the
+  update, copying every ring several times per token inside a decoding
+  loop (measured in the optimized HLO; bench/decode.py).
 
   Args:
     q: queries [B, C, d] of the token at absolute position `pos`.
-    keys: [B, H, W, c*d] projected keys, the query's own in slot pos mod W.
-    values: [B, H, W, c*d] projected values, same slots.
-    positions: [H, W, c*d], row t = the position projection of the
+    keys: [B*H, W, c*d] projected keys (stream b, head j in row b*H + j),
+      the query's own in slot pos mod W.
+    values: [B*H, W, c*d] projected values, same rows and slots.
+    positions: [H, T, c*d], row t = the position projection of the
       embedding of distance t (`relative_positions` rows reversed, through
-      W_r), split into heads.
+      W_r), split into heads; distances >= T - 1 use row T - 1 (T = W, or
+      clamp_len + 1 for a model that clamps its distances).
     r_w_bias: u [H, c, d].
     r_r_bias: v [H, c, d].
     pos: int scalar (traced), the query's absolute position (0 = first).
@@ -388,12 +394,18 @@ def ring_attention(
   """
   dtype = q.dtype
   b, c, d = q.shape
-  h, w, k = keys.shape[1:]
+  h = r_w_bias.shape[0]
+  n, w, k = keys.shape
+  if n != b * h:
+    raise ValueError(
+        f"ring_attention: keys have {n} rows, want B*H = {b}*{h} ([B*H, W, "
+        "c*d], streams and heads flattened)."
+    )
   qh = q.reshape(b, h, k)
   acc = jnp.promote_types(dtype, jnp.float32)
   ac = jnp.einsum(
-      "bhk,bhsk->bhs",
-      qh + r_w_bias.astype(dtype).reshape(1, h, k),
+      "nk,nsk->ns",
+      (qh + r_w_bias.astype(dtype).reshape(1, h, k)).reshape(n, k),
       keys,
       precision=precision,
       preferred_element_type=acc,
@@ -408,12 +420,14 @@ def ring_attention(
       preferred_element_type=acc,
   )
   distance = (pos - jnp.arange(w, dtype=jnp.int32)) % w
-  bd = jnp.take(by_distance, distance, axis=-1)
+  last = positions.shape[1] - 1  # a clamped table: farther rows repeat it
+  bd = jnp.take(by_distance, jnp.minimum(distance, last), axis=-1)
+  bd = bd.reshape(n, w)
   scores = (ac + bd) / math.sqrt(k)
   scores = jnp.where(distance <= pos, scores, jnp.asarray(_MASK_VALUE, acc))
   probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
   out = jnp.einsum(
-      "bhs,bhsk->bhk",
+      "ns,nsk->nk",
       probs.astype(dtype),
       values,
       precision=precision,

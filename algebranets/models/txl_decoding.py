@@ -58,8 +58,8 @@ LINEARS = ("qkv", "output", "ffn_in", "ffn_out")
 class DecodeCache(NamedTuple):
   """Per-layer rings of projected keys and values, and the position.
 
-  keys, values: L arrays [B, H, W, C/H * d] (head-major; position p in
-  slot p mod W).
+  keys, values: L arrays [B*H, W, C/H * d] (streams and heads flattened
+  into one leading dimension; position p in slot p mod W).
   pos: int32 scalar, the absolute position of the next token (= tokens
   seen so far).
   """
@@ -123,27 +123,38 @@ def measure_paths(
 ) -> dict[str, str]:
   """The fastest prepared path per linear, timed at batch_size rows.
 
-  Random weights of each linear's shape go through `prepare_dense` for
-  every candidate path; each `dense_prepared` call is compiled, then timed
-  over at least min_seconds (best of 3). A measurement, so the answer may
-  differ between runs when two paths are within noise.
+  Each linear is timed as the model runs it: num_layers distinct random
+  weights of its shape (one per layer) go through `prepare_dense` for
+  every candidate path, and one compiled call applies all of them to the
+  same input, timed over at least min_seconds (best of 3). Distinct
+  weights matter: one weight timed alone stays in the caches, where the
+  block expansion's plain matrix product wins, while a model whose weights
+  exceed the caches reads every weight from memory each token, where the
+  paths that read the stored reals once win (C at the enwik8 base size:
+  the single-weight timing picked the expansion, 2x the bytes, 1.66x the
+  real model's step). A measurement, so the answer may differ between
+  runs when two paths are within noise.
   """
   alg = model.algebra
   out = {}
-  key = jax.random.PRNGKey(0)
+  keys = jax.random.split(jax.random.PRNGKey(0), model.num_layers + 1)
+
+  def apply_all(x, prepared):
+    return [kernels.dense_prepared(x, p) for p in prepared]
+
+  fn = jax.jit(apply_all)
   for name, shape in linear_shapes(model).items():
-    w = jax.random.normal(key, shape, dtype)
-    x = jax.random.normal(key, (batch_size, shape[0], shape[2]), dtype)
+    ws = [jax.random.normal(k, shape, dtype) for k in keys[1:]]
+    x = jax.random.normal(keys[0], (batch_size, shape[0], shape[2]), dtype)
     best = None
     for path in candidate_paths(alg):
-      p = kernels.prepare_dense(w, alg, path)
-      fn = jax.jit(kernels.dense_prepared)
-      jax.block_until_ready(fn(x, p))
+      prepared = [kernels.prepare_dense(w, alg, path) for w in ws]
+      jax.block_until_ready(fn(x, prepared))
       reps, t = 1, 0.0
       while True:
         t0 = time.perf_counter()
         for _ in range(reps):
-          y = fn(x, p)
+          y = fn(x, prepared)
         jax.block_until_ready(y)
         t = time.perf_counter() - t0
         if t >= min_seconds or reps >= 4096:
@@ -153,9 +164,10 @@ def measure_paths(
       for _ in range(2):
         t0 = time.perf_counter()
         for _ in range(reps):
-          y = fn(x, p)
+          y = fn(x, prepared)
         jax.block_until_ready(y)
         per_call = min(per_call, (time.perf_counter() - t0) / reps)
+      del prepared
       if best is None or per_call < best[0]:
         best = (per_call, path)
     out[name] = best[1]
@@ -254,11 +266,15 @@ class TXLDecoder:
         u = hk.get_parameter("r_w_bias", shape)
         v = hk.get_parameter("r_r_bias", shape)
       dtype = u.dtype
-      w_len = self.window
-      # Row t = distance t (relative_positions runs from W - 1 down to 0).
+      # Row t = distance t (relative_positions runs from T - 1 down to 0).
+      # Distances past clamp_len share one row, so a clamped model keeps
+      # clamp_len + 1 rows, not W (820 of 2,100 at enwik8's evaluation).
+      rows = self.window
+      if m.clamp_len > 0:
+        rows = min(rows, m.clamp_len + 1)
       table = rel_attn.relative_positions(
-          w_len, c * d, clamp_len=m.clamp_len, dtype=dtype
-      )[::-1].reshape(w_len, c, d)
+          rows, c * d, clamp_len=m.clamp_len, dtype=dtype
+      )[::-1].reshape(rows, c, d)
       out = []
       for i in range(m.num_layers):
         with hk.experimental.name_scope(f"layer_{i}"):
@@ -289,7 +305,7 @@ class TXLDecoder:
         layer["ffn_in_b"] = bs["ffn_in"].astype(dtype)
         layer["ffn_out_b"] = bs["ffn_out"].astype(dtype)
         positions = kernels.dense(table, ws["position"].astype(dtype), alg)
-        layer["positions"] = positions.reshape(w_len, h, -1).transpose(1, 0, 2)
+        layer["positions"] = positions.reshape(rows, h, -1).transpose(1, 0, 2)
         layer["u"] = (u[i] if m.untie_r else u).astype(dtype)
         layer["v"] = (v[i] if m.untie_r else v).astype(dtype)
         out.append(layer)
@@ -323,17 +339,18 @@ class TXLDecoder:
           if m.pre_norm:
             hid = attention_norm(hid)
         h = m.num_heads
-        shape = (b, h, w_len, c // h * m.algebra.dim)
+        shape = (b * h, w_len, c // h * m.algebra.dim)
         k_ring = jnp.zeros(shape, dtype)
         v_ring = jnp.zeros(shape, dtype)
         if mem:
           kv = kernels.dense_prepared(hid, lw["qkv"])
 
-          def head_major(a, h=h):  # [B, M, C, d] -> [B, H, M, c*d]
-            return a.reshape(*a.shape[:2], h, -1).transpose(0, 2, 1, 3)
+          def head_major(a, h=h):  # [B, M, C, d] -> [B*H, M, c*d]
+            a = a.reshape(*a.shape[:2], h, -1).transpose(0, 2, 1, 3)
+            return a.reshape(-1, *a.shape[2:])
 
-          k_ring = k_ring.at[:, :, slots].set(head_major(kv[..., c : 2 * c, :]))
-          v_ring = v_ring.at[:, :, slots].set(head_major(kv[..., 2 * c :, :]))
+          k_ring = k_ring.at[:, slots].set(head_major(kv[..., c : 2 * c, :]))
+          v_ring = v_ring.at[:, slots].set(head_major(kv[..., 2 * c :, :]))
         keys.append(k_ring)
         values.append(v_ring)
     return DecodeCache(
@@ -361,10 +378,10 @@ class TXLDecoder:
           q, k, v = qkv[:, :c], qkv[:, c : 2 * c], qkv[:, 2 * c :]
           b, h = tokens.shape[0], m.num_heads
           k_ring = jax.lax.dynamic_update_slice_in_dim(
-              cache.keys[i], k.reshape(b, h, 1, -1), slot, axis=2
+              cache.keys[i], k.reshape(b * h, 1, -1), slot, axis=1
           )
           v_ring = jax.lax.dynamic_update_slice_in_dim(
-              cache.values[i], v.reshape(b, h, 1, -1), slot, axis=2
+              cache.values[i], v.reshape(b * h, 1, -1), slot, axis=1
           )
           keys.append(k_ring)
           values.append(v_ring)
@@ -451,16 +468,18 @@ class TXLDecoder:
       (tokens [B, N] int32, cache, log_probs [B, V] after the last token).
     """
 
-    def body(carry, _):
-      cache, logp, key = carry
-      key, sub = jax.random.split(key)
-      tok = _choose(sub, logp, temperature, greedy=greedy, top_k=top_k)
-      logp, cache = self._step(params, weights, cache, tok)
-      return (cache, logp, key), tok
+    # Every uniform drawn before the loop, one per step and stream: a PRNG
+    # call per step is a loop of its own on XLA:CPU (threefry), 28% of the
+    # quick-start model's token.
+    uniforms = jax.random.uniform(key, (num_tokens, log_probs.shape[0]))
 
-    (cache, logp, _), toks = jax.lax.scan(
-        body, (cache, log_probs, key), None, length=num_tokens
-    )
+    def body(carry, u):
+      cache, logp = carry
+      tok = _choose(u, logp, temperature, greedy=greedy, top_k=top_k)
+      logp, cache = self._step(params, weights, cache, tok)
+      return (cache, logp), tok
+
+    (cache, logp), toks = jax.lax.scan(body, (cache, log_probs), uniforms)
     return toks.T, cache, logp
 
   def _score_impl(self, params, weights, cache, tokens):
@@ -474,15 +493,24 @@ class TXLDecoder:
     return jnp.swapaxes(logps, 0, 1)
 
 
-def _choose(key, log_probs, temperature, *, greedy: bool, top_k: int):
-  """One token per row of log_probs [B, V] (int32 [B])."""
+def _choose(u, log_probs, temperature, *, greedy: bool, top_k: int):
+  """One token per row of log_probs [B, V] (int32 [B]).
+
+  Greedy: the argmax. Else an inverse-CDF draw from softmax(log_probs /
+  temperature), restricted to the top_k best when 0 < top_k < V (ties at
+  the k-th value kept): the first token whose cumulative probability
+  exceeds u times the total, u [B] uniform in [0, 1). A token of
+  probability 0 is never drawn (the cumulative sum does not rise there).
+  """
   if greedy:
     return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
-  z = log_probs / temperature
+  z = log_probs.astype(jnp.float32) / temperature
   if 0 < top_k < z.shape[-1]:
     cut = jax.lax.top_k(z, top_k)[0][:, -1:]
     z = jnp.where(z >= cut, z, -jnp.inf)
-  return jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+  cdf = jnp.cumsum(jax.nn.softmax(z, axis=-1), axis=-1)
+  below = cdf <= u[:, None] * cdf[:, -1:]
+  return jnp.minimum(jnp.sum(below, axis=-1), z.shape[-1] - 1).astype(jnp.int32)
 
 
 def bytes_per_token(
