@@ -203,7 +203,9 @@ def linears_call(decoder, weights, batch: int, tokens: int):
       qkv = kernels.dense_prepared(x, lw["qkv"])
       # All three thirds used, so no product can be sliced away.
       a = qkv[:, :c] + qkv[:, c : 2 * c] + qkv[:, 2 * c :]
-      y = kernels.dense_prepared(kernels.dense_prepared(a, lw["output"]), lw["ffn_in"])
+      y = kernels.dense_prepared(
+          kernels.dense_prepared(a, lw["output"]), lw["ffn_in"]
+      )
       x = x + 1e-3 * kernels.dense_prepared(y, lw["ffn_out"])
     return x, None
 

@@ -618,12 +618,19 @@ def figure_decode(rows, decode) -> Figure:
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
   for d in data:
     _errorbar(
-        ax, [d["ms_per_token"] * 1e3], [d["mean"]], [d["std"]], d["algebra"],
+        ax,
+        [d["ms_per_token"] * 1e3],
+        [d["mean"]],
+        [d["std"]],
+        d["algebra"],
         linestyle="none",
     )
     ax.annotate(
-        d["algebra"], (d["ms_per_token"] * 1e3, d["mean"]),
-        textcoords="offset points", xytext=(5, 4), fontsize=8,
+        d["algebra"],
+        (d["ms_per_token"] * 1e3, d["mean"]),
+        textcoords="offset points",
+        xytext=(5, 4),
+        fontsize=8,
     )
   ax.set_xlabel("batch-1 decode time per token (µs, 2 CPU cores)")
   ax.set_ylabel(f"test {METRIC_LABELS['bits_per_byte']}")
@@ -822,9 +829,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   p.add_argument("--runs", default=RUNS)
   p.add_argument("--doc", default=DOC)
   p.add_argument("--figures", default=FIGURES)
-  p.add_argument(
-      "--decode", default=DECODE, help="scripts.study_decode's JSON"
-  )
+  p.add_argument("--decode", default=DECODE, help="scripts.study_decode's JSON")
   p.add_argument("--only", default="", help=f"one of {', '.join(SECTIONS)}")
   p.add_argument(
       "--select", action="store_true", help=f"write {SELECTED_MODULE}"

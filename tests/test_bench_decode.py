@@ -41,9 +41,10 @@ def test_decode_bench_runs_and_reports(tmp_path):
   assert r["rest_ms_per_step"] == r["ms_per_step"] - r["linears_ms_per_step"]
   assert "linears_ms_per_step" not in rows[("H", 2)]
   assert "before_ms_per_token" not in rows[("H", 2)]
-  assert rows[("H", 2)]["gbps_vs_R"] == rows[("H", 2)]["gbps"] / rows[
-      ("R", 2)
-  ]["gbps"]
+  assert (
+      rows[("H", 2)]["gbps_vs_R"]
+      == rows[("H", 2)]["gbps"] / rows[("R", 2)]["gbps"]
+  )
   assert "| tiny | 4 | 1 | H |" in results["table"]
   assert results["skipped"] == []
 
@@ -53,7 +54,7 @@ def test_decode_bench_skips_points_whose_rings_do_not_fit():
   # 1,024 bytes; with H's 2,048 and one more copy of the largest, 5,120.
   args = ["--sizes=tiny", "--algebras=R,H", "--tokens=1", "--repeats=1"]
   args += ["--min_sample_ms=1", "--copy_mb=1", "--before_tokens=0"]
-  results = decode.main(args + ["--batches=1,2", "--max_cache_gb=4e-6"])
+  results = decode.main([*args, "--batches=1,2", "--max_cache_gb=4e-6"])
   assert {r["batch"] for r in results["rows"]} == {1}
   assert results["skipped"] == [
       "tiny mem 4 B=2: skipped, the K/V rings need 0.0 GB (> --max_cache_gb "

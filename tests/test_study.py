@@ -326,7 +326,7 @@ def test_select_picks_the_best_valid_rate_of_complete_grids():
       learning_rate=0.1,
       value=0.5,
   )
-  assert study_report.select(rows + [extra], "lm")["H"] == 0.1
+  assert study_report.select([*rows, extra], "lm")["H"] == 0.1
   text = study_report.selected_module_text({"lm": {"H": 0.004, "R": 0.002}})
   namespace = {}
   exec(text, namespace)
@@ -486,10 +486,15 @@ def test_decode_section_and_figure_pair_quality_with_decode_time(tmp_path):
       if r["algebra"] == "H" and r["split"] == "test" and r["size"] == "medium"
   ]
   mean, std = np.mean(h), np.std(h, ddof=1)
-  assert f"| H | 1,010 | 100 | {mean:.4f} ± {std:.4f} | 3 | 80.0 | 1.60 | 3.00 |" in text
+  assert (
+      f"| H | 1,010 | 100 | {mean:.4f} ± {std:.4f} | 3 | 80.0 | 1.60 | 3.00 |"
+      in text
+  )
   assert "load average 0.50" in text
   assert [p.name for p in figures.iterdir()] == ["lm_decode.png"]
-  fig = study_report.figure_decode(rows, study_report.read_decode(tmp_path / "decode.json"))
+  fig = study_report.figure_decode(
+      rows, study_report.read_decode(tmp_path / "decode.json")
+  )
   (ax,) = fig.axes
   assert "decode time per token" in ax.get_xlabel()
   bars = {c.get_label(): c for c in _errorbars(ax)}
