@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algebranets import algebras, kernels
+from algebranets import algebras, kernels, layout
 from algebranets.models import transformer_xl as txl
 from algebranets.models import txl_decoding
 from algebranets.training import sampling
@@ -187,29 +187,42 @@ class Point:
   row: dict[str, Any]
   call: Any
   linears: Any = None
+  folded: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def linears_call(decoder, weights, batch: int, tokens: int):
+def linears_call(
+    decoder, weights, batch: int, tokens: int, *, keep_folded: bool = False
+):
   """A compiled scan of `tokens` steps running ONLY the prepared linears of
   every layer (fused QKV, output, FFN in and out) at batch `batch`, each
   step's input depending on the last: the weight reads and multiply-adds
   of a decoding step without attention, norms, embedding or softmax (the
-  breakdown of a step's time). Returns a zero-argument call."""
+  breakdown of a step's time). Returns a zero-argument call.
+
+  keep_folded (M_n algebras, every weight prepared for 'fold'): the
+  activations stay in the folded layout from layer to layer
+  (`kernels.dense_prepared_folded`), as a decoder that never unfolds
+  would run them; without it each 'fold' call folds and unfolds its own.
+  """
   m = decoder.model
   c = m.num_channels
+  if keep_folded:
+    dense, cut = kernels.dense_prepared_folded, (lambda a, i, j: a[..., i:j, :])
+  else:
+    dense, cut = kernels.dense_prepared, (lambda a, i, j: a[:, i:j])
 
   def body(x, _):
     for lw in weights["layers"]:
-      qkv = kernels.dense_prepared(x, lw["qkv"])
+      qkv = dense(x, lw["qkv"])
       # All three thirds used, so no product can be sliced away.
-      a = qkv[:, :c] + qkv[:, c : 2 * c] + qkv[:, 2 * c :]
-      y = kernels.dense_prepared(
-          kernels.dense_prepared(a, lw["output"]), lw["ffn_in"]
-      )
-      x = x + 1e-3 * kernels.dense_prepared(y, lw["ffn_out"])
+      a = cut(qkv, 0, c) + cut(qkv, c, 2 * c) + cut(qkv, 2 * c, 3 * c)
+      y = dense(dense(a, lw["output"]), lw["ffn_in"])
+      x = x + 1e-3 * dense(y, lw["ffn_out"])
     return x, None
 
   x0 = jnp.ones((batch, c, m.algebra.dim), weights["layers"][0]["u"].dtype)
+  if keep_folded:
+    x0 = layout.fold(x0, m.algebra)
   fn = jax.jit(lambda ws, x: jax.lax.scan(body, x, None, length=tokens)[0])
   compiled = fn.lower(weights, x0).compile()
   return lambda: compiled(weights, x0)
@@ -263,7 +276,23 @@ def prepare_point(
     return compiled(params, weights, cache, logp, key, temp)
 
   linears = linears_call(decoder, weights, batch, tokens) if breakdown else None
-  return Point(row, call, linears), (build, params)
+  folded = {}
+  if breakdown and alg.matrix_shape is not None:
+    # Per-call fold/unfold against activations kept folded, on the same
+    # all-'fold' weights: what a decoder that never unfolds could gain.
+    dec_f = txl_decoding.TXLDecoder(
+        build,
+        batch_size=batch,
+        paths=dict.fromkeys(txl_decoding.LINEARS, "fold"),
+    )
+    w_f = dec_f.prepare(params)
+    folded = {
+        "fold": linears_call(dec_f, w_f, batch, tokens),
+        "kept_folded": linears_call(
+            dec_f, w_f, batch, tokens, keep_folded=True
+        ),
+    }
+  return Point(row, call, linears, folded), (build, params)
 
 
 def before_ms_per_token(build, params, size, mem_len, tokens: int) -> float:
@@ -343,8 +372,11 @@ def run(args) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
         )
         linears = {}
         if batch == 1 and args.breakdown:
+          calls = {n: p.linears for n, p in points.items()}
+          for n, p in points.items():
+            calls.update({f"{n}/{k}": f for k, f in p.folded.items()})
           linears = common.time_interleaved(
-              {n: p.linears for n, p in points.items()},
+              calls,
               repeats=args.repeats,
               warmup=1,
               min_sample_s=args.min_sample_ms / 1e3,
@@ -368,6 +400,10 @@ def run(args) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
           if name in linears:
             r["linears_ms_per_step"] = linears[name].median * 1e3 / args.tokens
             r["rest_ms_per_step"] = r["ms_per_step"] - r["linears_ms_per_step"]
+          for k in p.folded:
+            r[f"linears_{k}_ms_per_step"] = (
+                linears[f"{name}/{k}"].median * 1e3 / args.tokens
+            )
           want_before = (
               batch == 1
               and (size_name != "base" or mem[0] <= 64)
@@ -390,6 +426,12 @@ def run(args) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
                   f", linears {r['linears_ms_per_step']:.3f} + rest "
                   f"{r['rest_ms_per_step']:.3f} ms/step"
                   if "linears_ms_per_step" in r
+                  else ""
+              )
+              + (
+                  f" (all-fold linears {r['linears_fold_ms_per_step']:.3f}, "
+                  f"kept folded {r['linears_kept_folded_ms_per_step']:.3f})"
+                  if "linears_kept_folded_ms_per_step" in r
                   else ""
               )
               + (

@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 
-from algebranets import algebras, kernels
+from algebranets import algebras, kernels, layout
 from bench import decode
 from tests import tolerances
 
@@ -89,3 +89,29 @@ def test_linears_call_runs_every_layers_linears_in_turn():
   np.testing.assert_allclose(got, x, rtol=0, atol=atol)
   assert point.linears is not None
   jax.block_until_ready(point.linears())
+
+
+def test_kept_folded_linears_equal_the_per_call_fold():
+  # M2R, every weight prepared for 'fold': activations kept folded across
+  # the layers compute the same chain as folding and unfolding per call.
+  alg = algebras.get("M2R")
+  size = decode.SIZES["tiny"]
+  build = decode.build_fn(alg, size, decode.width_for(alg, size), 4, 4)
+  params = decode.init_params(build)
+  dec = decode.txl_decoding.TXLDecoder(
+      build,
+      batch_size=2,
+      paths=dict.fromkeys(decode.txl_decoding.LINEARS, "fold"),
+  )
+  weights = dec.prepare(params)
+  per_call = np.asarray(decode.linears_call(dec, weights, 2, 2)())
+  kept = decode.linears_call(dec, weights, 2, 2, keep_folded=True)()
+  got = np.asarray(layout.unfold(kept, alg))
+  n = dec.model.d_inner_channels * 4
+  atol = tolerances.float32_error(n, np.abs(per_call).max(), depth=8)
+  np.testing.assert_allclose(got, per_call, rtol=0, atol=atol)
+  # The bench times both for M_n algebras at batch 1.
+  point, _ = decode.prepare_point(
+      alg, size, size.mems[0], 1, 1, "default", breakdown=True
+  )
+  assert set(point.folded) == {"fold", "kept_folded"}
