@@ -192,7 +192,11 @@ def vision_train_fns(
       config.train.compute_dtype
   ]
   train_step = steps.make_train_step(
-      model, optimizer, schedule, compute_dtype=compute_dtype
+      model,
+      optimizer,
+      schedule,
+      compute_dtype=compute_dtype,
+      input_keys=image_classification.ImageClassificationTask.input_keys,
   )
   init = steps.make_init(model, optimizer)
   return jax.jit(init), jax.jit(train_step, donate_argnums=0)

@@ -138,3 +138,26 @@ def test_cast_floating_leaves_integers_alone():
   out = steps.cast_floating(tree, jax.numpy.bfloat16)
   assert out["w"].dtype == jax.numpy.bfloat16 and out["n"].dtype == np.int32
   assert steps.cast_floating(tree, None) is tree
+
+
+def test_bfloat16_steps_cast_the_image_inputs_only(fashion_dir):
+  # A bfloat16 conv refuses float32 images: the steps cast the task's
+  # input_keys with the parameters; labels and loss weights keep theirs.
+  config = vision_config(fashion_dir, "runlocal,algebra=C")
+  config.train.compute_dtype = "bfloat16"
+  exp = Experiment(config)
+  assert exp.task.input_keys == ("images",)
+  state = exp.init()
+  state, metrics = exp.train_step(state, exp.to_device(_batch(1, 4)))
+  assert np.isfinite(float(metrics["loss"]))
+  sums, _ = exp.eval_step(
+      state.params,
+      exp.eval_model_state(state, 4),
+      exp.to_device(_batch(2, 4, weights=True)),
+  )
+  assert float(sums["count"]) == 3.0
+  batch = {"images": np.ones((2, 3), np.float32), "weights": np.ones(2)}
+  out = steps.cast_inputs(batch, ("images",), jax.numpy.bfloat16)
+  assert out["images"].dtype == jax.numpy.bfloat16
+  assert out["weights"].dtype == np.float64
+  assert steps.cast_inputs(batch, ("images",), None) is batch

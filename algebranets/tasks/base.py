@@ -30,9 +30,14 @@ class Task(abc.ABC):
     sum_names: keys of `model_fn`'s sums that the trainer adds up over the
       logged training steps before calling `summarize`; None (the default)
       means every key the sums have.
+    input_keys: the batch's floating model INPUTS (images, features): the
+      train and eval steps cast them to `train.compute_dtype` with the
+      parameters (a bfloat16 conv refuses float32 images). Labels, loss
+      weights and regression targets are not listed and keep their dtype.
   """
 
   sum_names: tuple[str, ...] | None = None
+  input_keys: tuple[str, ...] = ()
 
   # ------------------------------------------------------------- required --
   @abc.abstractmethod

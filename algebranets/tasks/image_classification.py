@@ -379,6 +379,7 @@ class ImageClassificationTask(Task):
   metric_names = ("loss", "top1", "top5", "error")
   # The keys of model_fn's sums (what `summarize` reads).
   sum_names = ("loss_sum", "top1", "top5", "count")
+  input_keys = ("images",)
   # Lower is better for the headline metric (sweep tables, best checkpoint).
   headline_metric = "error"
 

@@ -204,6 +204,7 @@ class TeacherStudentTask(Task):
   metric_names = ("loss", "mse", "nmse")
   # The keys of model_fn's sums (what `summarize` reads).
   sum_names = ("sq_err", "count")
+  input_keys = ("x",)
   # Lower is better for the headline metric (sweep tables).
   headline_metric = "nmse"
 

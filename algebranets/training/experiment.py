@@ -106,10 +106,13 @@ class Experiment:
         self.optimizer,
         self.schedule,
         compute_dtype=self.compute_dtype,
+        input_keys=self.task.input_keys,
         pruning=self.pruning,
     )
     self._eval_step = steps.make_eval_step(
-        self.model, compute_dtype=self.compute_dtype
+        self.model,
+        compute_dtype=self.compute_dtype,
+        input_keys=self.task.input_keys,
     )
     try:
       # The first trace builds the model with the data's sizes (vocabulary,

@@ -12,7 +12,7 @@ contract of `algebranets.tasks.Task.model_fn`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import haiku as hk
@@ -35,6 +35,17 @@ def cast_floating(tree: Any, dtype) -> Any:
       lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
       tree,
   )
+
+
+def cast_inputs(batch: Any, keys: Sequence[str], dtype) -> Any:
+  """`batch` (a dict) with the floating entries `keys` cast to `dtype`
+  (None: unchanged); the other entries (labels, weights, targets) as they
+  are."""
+  if dtype is None or not keys:
+    return batch
+  return {
+      k: cast_floating(v, dtype) if k in keys else v for k, v in batch.items()
+  }
 
 
 def make_init(
@@ -68,6 +79,7 @@ def make_train_step(
     schedule: optax.Schedule,
     *,
     compute_dtype: Any = None,
+    input_keys: Sequence[str] = (),
     pruning: bool = False,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
   """train_step(state, batch) -> (next state, metrics).
@@ -76,8 +88,10 @@ def make_train_step(
     model: the transformed `model_fn` (see the module docstring).
     optimizer: the full optax transformation (pruning wrapper included).
     schedule: step -> learning rate, reported as 'learning_rate'.
-    compute_dtype: dtype the floating parameters are cast to inside the
-      loss (e.g. jnp.bfloat16); None computes in the parameters' dtype.
+    compute_dtype: dtype the floating parameters and the batch's
+      `input_keys` entries are cast to inside the loss (e.g. jnp.bfloat16);
+      None computes in the parameters' dtype.
+    input_keys: the batch's floating model inputs (`Task.input_keys`).
       Gradients and the update stay in the parameters' dtype.
     pruning: the optimizer is `sparsity.wrap`ped: its state has `masks`,
       applied to the updated parameters and reported as 'sparsity'.
@@ -92,6 +106,7 @@ def make_train_step(
 
   def train_step(state: TrainState, batch: Any):
     key = jax.random.fold_in(state.key(), state.step)
+    batch = cast_inputs(batch, input_keys, compute_dtype)
 
     def loss_fn(params):
       compute_params = cast_floating(params, compute_dtype)
@@ -125,13 +140,16 @@ def make_train_step(
 
 
 def make_eval_step(
-    model: hk.TransformedWithState, *, compute_dtype: Any = None
+    model: hk.TransformedWithState,
+    *,
+    compute_dtype: Any = None,
+    input_keys: Sequence[str] = (),
 ) -> Callable[[Any, Any, Any], tuple[dict[str, jax.Array], Any]]:
   """eval_step(params, model_state, batch) -> (metric sums, model state).
 
   Args:
     model: the transformed `model_fn` (see the module docstring).
-    compute_dtype: as in `make_train_step`.
+    compute_dtype, input_keys: as in `make_train_step`.
 
   Returns:
     A pure function running the model with is_training=False and no
@@ -141,6 +159,7 @@ def make_eval_step(
 
   def eval_step(params, model_state, batch):
     params = cast_floating(params, compute_dtype)
+    batch = cast_inputs(batch, input_keys, compute_dtype)
     (_, sums), model_state = model.apply(
         params, model_state, None, batch, is_training=False
     )
