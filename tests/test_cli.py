@@ -106,3 +106,21 @@ def test_bad_data_fails_with_a_message_not_a_traceback(tiny_corpus, tmp_path):
   assert "ConfigError: data (bytes_file)" in proc.stderr
   assert "fewer than seq_len + 1" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_closed_form_learner_points_to_its_fit_entry(tmp_path):
+  workdir = tmp_path / "w"
+  proc = _run(
+      [
+          "-m",
+          "experiments.train",
+          "--config=configs/teacher_student.py:learner=mean,runlocal",
+          f"--workdir={workdir}",
+      ]
+  )
+  assert proc.returncode != 0
+  lines = proc.stderr.strip().splitlines()
+  assert lines[-1].startswith("ConfigError: model.name='mean' is a closed-form")
+  assert "python -m algebranets.studies.teacher_student.fit" in lines[-1]
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists()  # nothing written
