@@ -525,3 +525,17 @@ def test_study_decode_times_the_study_models(tmp_path):
   assert rows["R"]["time_vs_R"] == 1.0
   with pytest.raises(SystemExit):
     study_decode.main(["--algebras=R,Q"])
+
+
+def test_versus_is_welchs_test_against_r():
+  # Equal variances and sizes: Welch's t = 3 / sqrt(2/3), df = 4, whose
+  # two-sided p has the closed form 1 - x (3 - x^2) / 2, x = t / sqrt(t^2
+  # + 4) (Student's t with 4 degrees of freedom).
+  diff, p = study_report.versus([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+  t = 3 / math.sqrt(2 / 3)
+  x = t / math.sqrt(t * t + 4)
+  assert diff == 3.0
+  assert p == pytest.approx(1 - x * (3 - x * x) / 2, rel=1e-9)
+  # One seed: a difference but no test.
+  diff, p = study_report.versus([1.0, 2.0, 3.0], [4.0])
+  assert diff == 2.0 and math.isnan(p)
