@@ -48,10 +48,14 @@ of the jobs finished so far x the jobs left); the last line is always
 with each failed job listed above it (its last output line and log path).
 `--dry_run` prints the commands, the job count and, when some jobs already
 finished, a time estimate from their recorded wall times.
+`--skip_recorded=docs/results/runs.csv` also leaves out the jobs whose
+workdir a command stored in that CSV trained into: a study sweep resumes on
+a machine where the earlier workdirs are gone (they are never committed).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -87,6 +91,13 @@ _FORMAT = flags.DEFINE_enum(
 )
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the jobs instead of running them."
+)
+_SKIP_RECORDED = flags.DEFINE_string(
+    "skip_recorded",
+    None,
+    "A results CSV with a 'command' column (e.g. docs/results/runs.csv): "
+    "jobs whose workdir a stored command trained into are skipped, for a "
+    "sweep resumed where the workdirs are gone.",
 )
 flags.mark_flags_as_required(["config"])
 
@@ -469,6 +480,44 @@ def run_jobs(
   return len(failures)
 
 
+def recorded_workdirs(path: str | os.PathLike) -> set[str]:
+  """The `--workdir=` of every command in a results CSV's 'command' column.
+
+  Raises:
+    ValueError: no such file, or no 'command' column.
+  """
+  try:
+    with open(path, newline="") as f:
+      reader = csv.DictReader(f)
+      if "command" not in (reader.fieldnames or ()):
+        raise ValueError(
+            f"--skip_recorded={path}: no 'command' column (found "
+            f"{reader.fieldnames}); pass a results CSV such as "
+            "docs/results/runs.csv."
+        )
+      commands = [row["command"] for row in reader]
+  except OSError as e:
+    raise ValueError(
+        f"--skip_recorded={path}: cannot read it ({e.strerror})."
+    ) from None
+  out = set()
+  for command in commands:
+    for arg in shlex.split(command or ""):
+      if arg.startswith("--workdir="):
+        out.add(os.path.normpath(arg.partition("=")[2]))
+  return out
+
+
+def skip_recorded(
+    jobs: list[dict[str, Any]], path: str | os.PathLike
+) -> tuple[list[dict[str, Any]], int]:
+  """(the jobs whose workdir no command of `path` trained into, how many
+  were left out)."""
+  done = recorded_workdirs(path)
+  keep = [j for j in jobs if os.path.normpath(j["workdir"]) not in done]
+  return keep, len(jobs) - len(keep)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -478,6 +527,14 @@ def main(argv):
       num_seeds=_NUM_SEEDS.value,
       first_seed=_FIRST_SEED.value,
   )
+  if _SKIP_RECORDED.value:
+    jobs, left_out = skip_recorded(jobs, _SKIP_RECORDED.value)
+    print(
+        f"sweep: {left_out} jobs already recorded in "
+        f"{_SKIP_RECORDED.value}, left out",
+        file=sys.stderr if _FORMAT.value == "json" else sys.stdout,
+        flush=True,
+    )
   if _FORMAT.value == "json":
     print(json.dumps(jobs, indent=2))
     return

@@ -458,3 +458,48 @@ def test_finished_run_of_another_command_is_not_skipped(tmp_path):
       f"sweep: 1 jobs under {tmp_path}; 1 workdirs hold finished runs of "
       "other commands (use another --workdir_root)"
   )
+
+
+def test_skip_recorded_leaves_out_jobs_a_results_csv_already_holds(tmp_path):
+  jobs = sweep.expand(
+      "configs/byte_transformer.py:runlocal", workdir_root="workdirs/bt"
+  )
+  runs = tmp_path / "runs.csv"
+  runs.write_text(
+      "study,command\n"
+      f'lm,"python -m experiments.train --config=x --workdir={jobs[0]["workdir"]}"\n'
+      f'lm,"python -m experiments.train --config=y --workdir=./{jobs[2]["workdir"]}"\n'
+      'lm,"python -m experiments.train --config=z --workdir=workdirs/other"\n'
+  )
+  keep, left_out = sweep.skip_recorded(jobs, runs)
+  assert left_out == 2
+  assert [j["name"] for j in keep] == [
+      j["name"] for i, j in enumerate(jobs) if i not in (0, 2)
+  ]
+  bad = tmp_path / "bad.csv"
+  bad.write_text("a,b\n1,2\n")
+  with pytest.raises(ValueError, match="no 'command' column"):
+    sweep.skip_recorded(jobs, bad)
+  with pytest.raises(ValueError, match="cannot read it"):
+    sweep.skip_recorded(jobs, tmp_path / "missing.csv")
+  # The flag on the command line: the count, then only the other jobs.
+  proc = subprocess.run(
+      [
+          subprocess_env.python(),
+          "-m",
+          "scripts.sweep",
+          "--config=configs/byte_transformer.py:runlocal",
+          "--workdir_root=workdirs/bt",
+          f"--skip_recorded={runs}",
+          "--dry_run",
+      ],
+      cwd=subprocess_env.ROOT,
+      env=subprocess_env.env(),
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0] == f"sweep: 2 jobs already recorded in {runs}, left out"
+  assert len(lines) == 1 + (len(jobs) - 2) + 1
