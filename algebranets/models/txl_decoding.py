@@ -24,7 +24,8 @@ The same maths as the model: the prompt goes through the model's own
 is projected into the rings, and every later token attends to exactly the
 keys `log_prob` would show it with that memory (the last mem_len positions
 and itself; with same_length the oldest of those is hidden). Generation is
-one `lax.scan` with the PRNG key, temperature and top-k inside. The
+one `lax.scan` with the temperature and top-k inside, its uniforms drawn
+from the PRNG key before the loop (inverse-CDF draws). The
 parameters are the model's own (same Haiku paths, same checkpoints); the
 model itself is only read for its hyperparameters.
 
