@@ -7,7 +7,17 @@ until its learning-rate sweep has finished.
 """
 
 LR = {
-    "images": {},
+    "images": {
+        "R": 0.2,
+        "C": 0.2,
+        "dual": 0.2,
+        "cross": 0.2,
+        "H": 0.2,
+        "M2R": 0.2,
+        "M3R": 0.2,
+        "M4R": 0.1,
+        "M2C": 0.2,
+    },
     "lm": {
         "R": 0.004,
         "C": 0.004,
